@@ -1,0 +1,41 @@
+# mlkit: every target sets itself up; a fresh machine needs only python3.11 and pip.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+MLKIT := $(VENV)/bin/mlkit
+STAMP := $(VENV)/.mlkit-installed
+ASSETS := assets
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help setup demo test test-fast lint compile bench lab image video-asset chromium clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# Re-installs only when pyproject.toml changes, so `make setup` is cheap the second time.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[full,dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install mlkit with its pinned dependencies (idempotent)
+
+demo: setup ## train, convert, evaluate and serve the helmet detectors (demo profile, ~15 min on 2 cores)
+	$(MLKIT) demo --out demo-output
+
+test: setup ## the whole suite: unit, components, pipelines, servers, notebooks
+	$(PY) -m pytest -q tests components notebooks --nbval-lax
+
+test-fast: setup ## unit tests only
+	$(PY) -m pytest -q tests/unit
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check src tests components pipelines benchmarks
+
+compile: setup ## compile every pipeline to IR YAML (golden files in pipelines/golden)
+	$(MLKIT) pipeline compile --out pipelines/golden
+
+clean: ## remove generated outputs (keeps .venv and models/)
+	rm -rf demo-output runs local_outputs .pytest_cache

@@ -1,0 +1,247 @@
+"""The ``mlkit`` command line. One entry point, a subcommand group per scenario.
+
+User errors (``MlkitError``) print a one-line message and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from mlkit.errors import MlkitError
+
+
+def friendly(fn):
+    """Turn user errors into click errors: a message and exit code 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MlkitError as exc:
+            raise click.UsageError(str(exc)) from None
+        except FileNotFoundError as exc:
+            raise click.UsageError(f"file not found: {exc.filename or exc}") from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.version_option(package_name="mlkit")
+def main(verbose: int) -> None:
+    """mlkit: edge-cloud computer vision on Kubeflow, from a notebook or this command line."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.group()
+def data() -> None:
+    """Generate, convert and download datasets."""
+
+
+@data.command("generate")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write (dataset.json + one folder per split).")
+@click.option("--profile", type=click.Choice(["test", "demo", "full"]), default=None,
+              help="Use a profile's sizes and seed; explicit options override it.")
+@click.option("--train", type=click.IntRange(min=0), default=None, help="Training images.")
+@click.option("--val", type=click.IntRange(min=0), default=None, help="Validation images.")
+@click.option("--test", type=click.IntRange(min=0), default=None, help="Test images.")
+@click.option("--seed", type=int, default=None, help="Random seed; the same seed gives the same images.")
+@click.option("--sites", default=None, help="Comma-separated sites to draw, e.g. A,B.")
+@click.option("--format", "fmt", type=click.Choice(["coco", "yolo", "voc"]), default=None)
+@friendly
+def data_generate(out_dir, profile, train, val, test, seed, sites, fmt) -> None:
+    """Generate synthetic construction-site scenes with helmet labels."""
+    import dataclasses
+
+    from mlkit.data.synthetic.generate import SyntheticSpec, generate_dataset
+    from mlkit.profiles import get_profile
+
+    spec = get_profile(profile).data if profile else SyntheticSpec()
+    over = {k: v for k, v in dict(train=train, val=val, test=test, seed=seed, fmt=fmt).items() if v is not None}
+    if sites:
+        over["sites"] = tuple(s.strip() for s in sites.split(",") if s.strip())
+    spec = dataclasses.replace(spec, **over)
+    generate_dataset(out_dir, spec)
+    click.echo(f"wrote {spec.train + spec.val + spec.test} images to {out_dir}")
+
+
+@data.command("convert")
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--to", "dst_fmt", type=click.Choice(["coco", "yolo", "voc"]), required=True, help="Output format.")
+@click.option("--from", "src_fmt", type=click.Choice(["auto", "coco", "yolo", "voc"]), default="auto",
+              show_default=True)
+@friendly
+def data_convert(src, dst, dst_fmt, src_fmt) -> None:
+    """Convert a dataset between COCO JSON, YOLO txt (data.txt index) and Pascal VOC XML."""
+    from mlkit.data.formats import convert, read_dataset
+
+    out = convert(src, dst, src_fmt=src_fmt, dst_fmt=dst_fmt)
+    ds = read_dataset(out, dst_fmt)
+    click.echo(f"wrote {len(ds)} images, {ds.num_boxes} boxes as {dst_fmt} to {out}")
+
+
+@data.command("download")
+@click.argument("uri")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--format", "fmt", type=click.Choice(["auto", "coco", "yolo", "voc"]), default="auto",
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val/test split.")
+@friendly
+def data_download(uri, out_dir, fmt, seed) -> None:
+    """Download a dataset (local path, file://, s3://, https://) into an mlkit dataset folder.
+
+    A bucket laid out like the Kubeflow seed (cfg/, datasets/, pretrained weights/) is
+    recognised and its datasets/ folder imported. S3 credentials come from the
+    environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; AWS_ENDPOINT_URL for MinIO).
+    """
+    import tempfile
+
+    from mlkit.data.layout import import_dataset
+    from mlkit.data.storage import download, download_bucket_layout, parse_uri
+
+    parse_uri(uri)  # fail fast on an unknown scheme
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download(uri, tmp)
+        src = local
+        if local.is_dir() and (local / "datasets").is_dir():
+            src = download_bucket_layout(uri, Path(tmp) / "layout").datasets_dir
+        import_dataset(src, out_dir, fmt=fmt, seed=seed)
+    click.echo(f"dataset ready in {out_dir}")
+
+
+@data.command("video")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Video file to write (.avi for MJPG, .mp4 for mp4v); labels go next to it.")
+@click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=15.0, show_default=True)
+@click.option("--site", type=click.Choice(["A", "B"]), default="A", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=6, show_default=True, help="Workers in view at most.")
+@friendly
+def data_video(out_path, frames, fps, site, seed, workers) -> None:
+    """Render a synthetic video of moving workers with labels for every frame."""
+    from mlkit.data.synthetic.video import VideoSpec, labels_path_for, render_video
+
+    codec = "mp4v" if out_path.suffix.lower() == ".mp4" else "MJPG"
+    labels = render_video(out_path, VideoSpec(frames=frames, fps=fps, site=site, seed=seed, workers=workers,
+                                              codec=codec))
+    click.echo(f"wrote {len(labels)} frames to {out_path} and labels to {labels_path_for(out_path)}")
+
+
+@main.command("train")
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Dataset folder (from `mlkit data generate` or `mlkit data download`).")
+@click.option("--model", "which", type=click.Choice(["little", "big"]), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--profile", type=click.Choice(["test", "demo", "full"]), default="demo", show_default=True,
+              help="Model size and training budget.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's epochs.")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Start from this trained model folder (incremental learning).")
+@click.option("--no-resume", is_flag=True, help="Start over even if an interrupted run left a checkpoint.")
+@friendly
+def train_cmd(data_root, which, out_dir, profile, epochs, init_from, no_resume) -> None:
+    """Train a little (edge) or big (cloud) detector and evaluate it on the test split."""
+    import dataclasses
+
+    from mlkit.models.workflow import train_and_evaluate
+    from mlkit.profiles import get_profile
+
+    p = get_profile(profile)
+    cfg = p.little if which == "little" else p.big
+    tc = p.little_train if which == "little" else p.big_train
+    if epochs:
+        tc = dataclasses.replace(tc, epochs=epochs)
+    out = train_and_evaluate(cfg, tc, data_root, out_dir, init_from=init_from, resume=not no_resume)
+    if out["result"] is not None:
+        click.echo(out["result"].table())
+    click.echo(f"model written to {out_dir}")
+
+
+@main.command("export")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--variants", default="fp32,fp16,dynamic,int8", show_default=True,
+              help="Comma-separated TFLite variants.")
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Dataset folder: its train split calibrates int8, its test split measures fidelity.")
+@click.option("--calibration-images", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Interpreter threads for the speed column.")
+@friendly
+def export_cmd(model_dir, out_dir, variants, data_root, calibration_images, threads) -> None:
+    """Convert a trained detector to TFLite and report each variant's fidelity, size and speed."""
+    import json
+
+    from mlkit.data.atomic import atomic_write_text
+    from mlkit.data.layout import load_split
+    from mlkit.models.export import export_tflite, fidelity_report, fidelity_table
+
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    calib = load_split(data_root, "train") if data_root else None
+    paths = export_tflite(model_dir, out_dir, names, calibration=calib, calibration_count=calibration_images)
+    click.echo("\n".join(f"{v}: {p}" for v, p in paths.items()))
+    if data_root:
+        rows = fidelity_report(model_dir, paths, load_split(data_root, "test"), num_threads=threads)
+        atomic_write_text(Path(out_dir) / "fidelity.json", json.dumps([r.to_dict() for r in rows], indent=2))
+        click.echo(fidelity_table(rows))
+
+
+@main.command("evaluate")
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "data_root", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--split", default="test", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@friendly
+def evaluate_cmd(model, data_root, split, threads, as_json) -> None:
+    """COCO mAP, per-class precision/recall and speed of a model (Keras folder or model.tflite)."""
+    import json
+
+    from mlkit.data.layout import load_split
+    from mlkit.evaluation import evaluate
+    from mlkit.models.predict import open_detector
+
+    det = open_detector(model, num_threads=threads)
+    res = evaluate(load_split(data_root, split), lambda ims: det.predict(ims, score_threshold=0.05),
+                   batch_size=1)
+    click.echo(json.dumps(res.to_dict(), indent=2) if as_json else res.table())
+
+
+@main.command("predict")
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True)
+@click.option("--iou-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@friendly
+def predict_cmd(model, images, score_threshold, iou_threshold) -> None:
+    """Detect helmets in image files; prints one JSON line per image."""
+    import json
+
+    from mlkit.data.dataset import read_rgb
+    from mlkit.models.predict import open_detector
+
+    det = open_detector(model)
+    for path in images:
+        d = det.predict([read_rgb(path)], score_threshold, iou_threshold)[0]
+        click.echo(json.dumps({"image": str(path), "detections": d.to_list(det.meta.class_names)}))
+
+
+def _register_subcommands() -> None:
+    from mlkit.pipeline_cli import pipeline
+
+    main.add_command(pipeline)
+
+
+_register_subcommands()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: synthetic helmet scenes and video, dataset formats, storage URIs."""

@@ -1,0 +1,1 @@
+"""Deterministic synthetic construction-site data: still scenes and a labelled video."""

@@ -1,0 +1,25 @@
+"""Errors that carry a message meant for the user.
+
+Every error that a user can cause with bad input derives from ``MlkitError`` (a
+``ValueError``), so the CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class MlkitError(ValueError):
+    """A problem the user can fix; the message says what was wrong and how to fix it."""
+
+
+class DataFormatError(MlkitError):
+    """A label or annotation file is malformed. Names the file and, when known, the line."""
+
+    def __init__(self, path: object, message: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")
+        self.path = str(path)
+        self.line = line
+
+
+class StorageError(MlkitError):
+    """A storage URI could not be read or written (bad scheme, missing object, credentials)."""

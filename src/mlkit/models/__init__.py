@@ -1,0 +1,1 @@
+"""Detectors (little = edge, big = cloud), classifiers, training and TFLite export."""

@@ -1,0 +1,82 @@
+"""Letterbox, decode and NMS in numpy + OpenCV: shared by Keras, TFLite, the server and the edge.
+
+No TensorFlow here, so the edge install can use it. The network predicts, per cell of
+the stride-s grid, a centre offset and log-size in units of s (``reg``) and per-class
+scores; boxes are decoded with vectorised numpy and suppressed with OpenCV's batched
+(class-aware) NMS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mlkit.detections import Detections
+
+PAD_VALUE = 114
+
+
+@dataclasses.dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the model input: scaled by ``scale``, padded right/bottom."""
+
+    scale: float
+    width: int  # original image size
+    height: int
+
+
+def letterbox(image: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to ``out_w x out_h`` (top-left aligned)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(out_w / w, out_h / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = np.full((out_h, out_w, 3), PAD_VALUE, np.uint8)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
+    return canvas, Letterbox(scale, w, h)
+
+
+def grid_centers(grid_h: int, grid_w: int, stride: int) -> np.ndarray:
+    ys, xs = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
+    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1).astype(np.float32)
+
+
+def decode_boxes(reg: np.ndarray, centers: np.ndarray, stride: int) -> np.ndarray:
+    """``reg`` [..., HW, 4] = (dx, dy, log w, log h) in strides -> boxes [..., HW, 4] xyxy pixels."""
+    cxy = centers + reg[..., :2] * stride
+    wh = np.exp(np.clip(reg[..., 2:4], -4.0, 6.0)) * stride
+    return np.concatenate([cxy - wh / 2, cxy + wh / 2], axis=-1)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, iou_threshold: float,
+        max_detections: int = 100) -> Detections:
+    """Class-aware NMS over ``boxes`` [HW,4] and per-class ``scores`` [HW,C] (OpenCV)."""
+    import cv2
+
+    labels = scores.argmax(axis=1)
+    best = scores[np.arange(len(scores)), labels]
+    keep = best >= score_threshold
+    if not keep.any():
+        return Detections()
+    b, s, c = boxes[keep], best[keep], labels[keep]
+    xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), s.tolist(), c.tolist(), float(score_threshold),
+                                  float(iou_threshold), top_k=int(max_detections))
+    idx = np.asarray(idx, np.int64).reshape(-1)
+    idx = idx[np.argsort(-s[idx], kind="stable")][:max_detections]
+    return Detections(b[idx], s[idx], c[idx])
+
+
+def postprocess(reg: np.ndarray, scores: np.ndarray, centers: np.ndarray, stride: int, lb: Letterbox,
+                score_threshold: float = 0.3, iou_threshold: float = 0.5, max_detections: int = 100) -> Detections:
+    """One image's raw outputs -> detections in original-image pixels."""
+    boxes = decode_boxes(reg, centers, stride)
+    det = nms(boxes, scores, score_threshold, iou_threshold, max_detections)
+    if len(det):
+        det.boxes /= lb.scale
+        np.clip(det.boxes[:, 0::2], 0, lb.width, out=det.boxes[:, 0::2])
+        np.clip(det.boxes[:, 1::2], 0, lb.height, out=det.boxes[:, 1::2])
+    return det

@@ -1,0 +1,191 @@
+"""Run a detector on RGB images: Keras (training side) or TFLite via ai_edge_litert (edge, server).
+
+Both share letterbox, decode and NMS from ``mlkit.models.postprocess``, so a TFLite
+model and its Keras source differ only by what conversion changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mlkit.detections import Detections
+from mlkit.errors import MlkitError
+from mlkit.models.postprocess import Letterbox, grid_centers, letterbox, postprocess
+
+METADATA = "metadata.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorMeta:
+    """What a runtime needs to pre- and post-process for a model (``metadata.json``)."""
+
+    name: str
+    input_width: int
+    input_height: int
+    stride: int
+    class_names: tuple[str, ...]
+    task: str = "detection"
+    preprocessing: str = "letterbox-topleft-pad114-rgb-0..255"
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg) -> DetectorMeta:
+        return cls(cfg.name, cfg.input_width, cfg.input_height, cfg.stride, tuple(cfg.class_names))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["class_names"] = list(self.class_names)
+        return d
+
+    @classmethod
+    def load(cls, path: str | Path) -> DetectorMeta:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise MlkitError(f"{path} not found: a model folder needs {METADATA} next to model.tflite") from None
+        except json.JSONDecodeError as exc:
+            raise MlkitError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = {"name", "input_width", "input_height", "stride", "class_names"} - set(data)
+        if missing:
+            raise MlkitError(f"{path}: missing fields {sorted(missing)}")
+        data = {k: v for k, v in data.items() if k in known}
+        data["class_names"] = tuple(data["class_names"])
+        return cls(**data)
+
+
+class _Base:
+    meta: DetectorMeta
+
+    def _prepare(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        m = self.meta
+        batch = np.empty((len(images), m.input_height, m.input_width, 3), np.uint8)
+        lbs = []
+        for i, img in enumerate(images):
+            if img.ndim != 3 or img.shape[2] != 3:
+                raise MlkitError(f"image {i} has shape {img.shape}; expected [H, W, 3] RGB")
+            batch[i], lb = letterbox(img, m.input_width, m.input_height)
+            lbs.append(lb)
+        return batch, lbs
+
+    def _finish(self, reg: np.ndarray, scores: np.ndarray, lbs: list[Letterbox], score_threshold: float | None,
+                iou_threshold: float | None) -> list[Detections]:
+        m = self.meta
+        st = m.score_threshold if score_threshold is None else score_threshold
+        it = m.iou_threshold if iou_threshold is None else iou_threshold
+        return [postprocess(reg[i], scores[i], self._centers, m.stride, lbs[i], st, it) for i in range(len(lbs))]
+
+    @property
+    def _centers(self) -> np.ndarray:
+        if not hasattr(self, "_grid"):
+            m = self.meta
+            self._grid = grid_centers(m.input_height // m.stride, m.input_width // m.stride, m.stride)
+        return self._grid
+
+    def predict(self, images: Sequence[np.ndarray], score_threshold: float | None = None,
+                iou_threshold: float | None = None) -> list[Detections]:
+        if len(images) == 0:
+            return []
+        batch, lbs = self._prepare(images)
+        reg, scores = self.raw(batch)
+        return self._finish(reg, scores, lbs, score_threshold, iou_threshold)
+
+    def raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class KerasDetector(_Base):
+    """A trained Keras detector folder (``config.json`` + ``model.weights.h5``)."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        from mlkit.models.detector import inference_model
+        from mlkit.models.train import load_detector
+
+        model, cfg = load_detector(model_dir)
+        self.cfg = cfg
+        self.meta = DetectorMeta.from_config(cfg)
+        self.model = inference_model(model, cfg)
+        self._fn = None
+
+    def raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        if self._fn is None:
+            self._fn = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        out = self._fn(tf.convert_to_tensor(batch, tf.float32))
+        return out["reg"].numpy(), out["scores"].numpy()
+
+
+class TFLiteDetector(_Base):
+    """A ``model.tflite`` run by ai_edge_litert; handles float and int8/uint8 quantised inputs and outputs."""
+
+    def __init__(self, model_path: str | Path, meta: DetectorMeta | None = None, num_threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise MlkitError(f"TFLite model not found: {model_path}")
+        self.meta = meta or DetectorMeta.load(model_path.parent / METADATA)
+        try:
+            self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        except ValueError as exc:
+            raise MlkitError(f"{model_path} is not a valid TFLite model: {exc}") from exc
+        self.num_threads = num_threads
+        self._batch = 0
+        self._resize(1)
+
+    def _resize(self, n: int) -> None:
+        it = self.interpreter
+        inp = it.get_input_details()[0]
+        if self._batch != n:
+            it.resize_tensor_input(inp["index"], [n, self.meta.input_height, self.meta.input_width, 3])
+            it.allocate_tensors()
+            self._batch = n
+        self._in = it.get_input_details()[0]
+        # The signature names the outputs; map them to tensor indices once (shapes alone are ambiguous
+        # when there are 4 classes and 4 box numbers).
+        runner = it.get_signature_runner()
+        outs = runner.get_output_details()
+        if {"reg", "scores"} - set(outs):
+            raise MlkitError(f"TFLite model outputs {sorted(outs)}; expected 'reg' and 'scores'")
+        by_index = {d["index"]: d for d in it.get_output_details()}
+        self._out_reg = by_index[outs["reg"]["index"]]
+        self._out_scores = by_index[outs["scores"]["index"]]
+
+    def raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._resize(len(batch))
+        it, inp = self.interpreter, self._in
+        x = batch
+        if inp["dtype"] in (np.uint8, np.int8):
+            scale, zero = inp["quantization"]
+            x = np.clip(np.round(batch / scale + zero), np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max)
+        it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        it.invoke()
+        return self._get(self._out_reg), self._get(self._out_scores)
+
+    def _get(self, d: dict) -> np.ndarray:
+        y = self.interpreter.get_tensor(d["index"])
+        if d["dtype"] in (np.uint8, np.int8):
+            scale, zero = d["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+
+def open_detector(path: str | Path, num_threads: int = 1) -> KerasDetector | TFLiteDetector:
+    """A ``.tflite`` file, a folder holding ``model.tflite``, or a Keras detector folder."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        return TFLiteDetector(path, num_threads=num_threads)
+    if (path / "model.tflite").is_file():
+        return TFLiteDetector(path / "model.tflite", num_threads=num_threads)
+    if (path / "model.weights.h5").is_file():
+        return KerasDetector(path)
+    raise MlkitError(f"{path} is not a model: expected a .tflite file, a folder with model.tflite, "
+                     "or a trained detector folder (config.json + model.weights.h5)")

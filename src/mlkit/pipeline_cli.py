@@ -1,0 +1,225 @@
+"""``mlkit pipeline ...``: run Kubeflow pipelines locally (kfp.local), compile them to IR YAML, submit them.
+
+The pipelines live in the repository's ``pipelines/`` and ``components/`` folders, not in the mlkit
+package (mlkit never imports them at import time). Each command finds the repository root - the first
+folder holding ``pipelines/__init__.py`` and ``components/__init__.py``, searched upward from the
+current directory and then from this package's location - puts it on ``sys.path`` and imports the
+pipeline there. kfp is imported inside the commands, so ``import mlkit.pipeline_cli`` stays cheap.
+
+Registered in ``mlkit.cli`` with ``main.add_command(pipeline)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+
+from mlkit.errors import MlkitError
+
+_MARKERS = ("pipelines/__init__.py", "components/__init__.py")
+# The names of mlkit.models.export.VARIANTS (not imported: it would pull numpy into every CLI start).
+_VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+_PROFILES = ("test", "demo", "full")
+DEFAULT_PIPELINE_ROOT = Path("runs/pipelines")
+DEFAULT_COMPILE_DIR = Path("build/pipelines")
+
+
+def _friendly(fn: Callable) -> Callable:
+    """``mlkit.cli.friendly``, looked up when the command runs (cli.py imports this module)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from mlkit.cli import friendly
+
+        return friendly(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------- locating pipelines
+def find_repo_root(start: Path | None = None) -> Path:
+    """The folder holding ``pipelines/`` and ``components/``: searched upward from ``start`` (default:
+    the current directory), then from the mlkit package's location. Raises ``MlkitError`` if none."""
+    origins = [Path.cwd() if start is None else Path(start), Path(__file__).resolve().parent]
+    for origin in origins:
+        origin = origin.resolve()
+        for folder in (origin, *origin.parents):
+            if all((folder / marker).is_file() for marker in _MARKERS):
+                return folder
+    raise MlkitError(
+        f"cannot find the mlkit pipelines: no folder with {' and '.join(_MARKERS)} above "
+        f"{origins[0]} or {origins[1]}; run this command inside the mlkit repository (a source checkout)"
+    )
+
+
+def pipeline_registry(start: Path | None = None) -> ModuleType:
+    """The repository's ``pipelines`` package (``PIPELINES``, ``load``, ``file_stem``), importing it."""
+    import importlib
+
+    root = find_repo_root(start)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    registry = importlib.import_module("pipelines")
+    if not hasattr(registry, "PIPELINES"):
+        raise MlkitError(f"the module 'pipelines' imported from {getattr(registry, '__file__', '?')} is not "
+                         f"mlkit's (no PIPELINES registry); expected {root / 'pipelines'}")
+    return registry
+
+
+def load_pipeline(name: str, start: Path | None = None) -> ModuleType:
+    """The module of registered pipeline ``name``; ``MlkitError`` lists the known names."""
+    registry = pipeline_registry(start)
+    if name not in registry.PIPELINES:
+        known = ", ".join(sorted(registry.PIPELINES))
+        raise MlkitError(f"unknown pipeline {name!r}; known pipelines: {known}")
+    return registry.load(name)
+
+
+def compile_pipeline(name: str, package_path: Path, base_image: str | None = None,
+                     aws_secret: str | None = None, pvc: str | None = None,
+                     pvc_mount: str = "/mnt/data") -> Path:
+    """Compile pipeline ``name`` to IR YAML at ``package_path`` (parents created); returns the path."""
+    from kfp import compiler
+
+    module = load_pipeline(name)
+    try:
+        func = module.build_pipeline(base_image=base_image, aws_secret=aws_secret, pvc=pvc,
+                                     pvc_mount=pvc_mount)
+    except ValueError as exc:  # a bad image, secret, PVC name or mount path
+        raise MlkitError(str(exc)) from exc
+    package_path = Path(package_path)
+    package_path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(func, str(package_path))
+    return package_path
+
+
+# --------------------------------------------------------------------------- options shared by commands
+def _run_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--profile", type=click.Choice(_PROFILES), default="test", show_default=True,
+                     help="Dataset size, models and training budget."),
+        click.option("--dataset-uri", default="", metavar="URI",
+                     help="Dataset to download (local path, file://, s3://, https://); "
+                          "empty: generate synthetic scenes for the profile."),
+        click.option("--map-threshold", type=float, default=None, metavar="X",
+                     help="Publish only if the big model's mAP@0.5 >= X (default: the profile's gate)."),
+        click.option("--tflite-variant", type=click.Choice(_VARIANTS), default="int8", show_default=True,
+                     help="TFLite variant to evaluate and publish."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _cluster_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--base-image", default=None, metavar="IMAGE",
+                     help="Image every component runs in (default: $MLKIT_BASE_IMAGE, else mlkit's image)."),
+        click.option("--aws-secret", default=None, metavar="NAME",
+                     help="Kubernetes Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                          "set as env in the download and convert tasks."),
+        click.option("--pvc", default=None, metavar="NAME",
+                     help="PersistentVolumeClaim to mount in every task."),
+        click.option("--pvc-mount", default=None, metavar="PATH",
+                     help="Where to mount --pvc  [default: /mnt/data]"),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _pvc_mount(pvc: str | None, pvc_mount: str | None) -> str:
+    if pvc_mount is not None and pvc is None:
+        raise MlkitError("--pvc-mount needs --pvc NAME (the claim to mount)")
+    return pvc_mount or "/mnt/data"
+
+
+# --------------------------------------------------------------------------- commands
+@click.group()
+def pipeline() -> None:
+    """Run Kubeflow pipelines locally, compile them to IR YAML, submit them to a cluster."""
+
+
+@pipeline.command("run")
+@click.argument("name")
+@_run_options
+@click.option("--pipeline-root", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_PIPELINE_ROOT, show_default=True,
+              help="Where task outputs land (one folder per run).")
+@_friendly
+def run_cmd(name: str, profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
+            pipeline_root: Path) -> None:
+    """Run pipeline NAME on this machine with kfp.local (e.g. object-detection)."""
+    module = load_pipeline(name)
+    try:
+        summary = module.run_local(pipeline_root, dataset_uri=dataset_uri, profile=profile,
+                                   map_threshold=map_threshold, tflite_variant=tflite_variant)
+    except RuntimeError as exc:  # a task failed; kfp.local printed its log above
+        raise click.ClickException(f"{exc} See the task log above.") from None
+    click.echo(module.format_summary(summary))
+
+
+@pipeline.command("compile")
+@click.argument("names", nargs=-1)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_COMPILE_DIR, show_default=True,
+              help="Folder for <pipeline>.yaml files (pipelines/golden refreshes the golden files).")
+@_cluster_options
+@_friendly
+def compile_cmd(names: tuple[str, ...], out_dir: Path, base_image: str | None, aws_secret: str | None,
+                pvc: str | None, pvc_mount: str | None) -> None:
+    """Compile pipelines NAMES (default: all registered) to KFP IR YAML."""
+    mount = _pvc_mount(pvc, pvc_mount)
+    registry = pipeline_registry()
+    for name in names or sorted(registry.PIPELINES):
+        load_pipeline(name)  # an unknown name fails before anything is written
+    for name in names or sorted(registry.PIPELINES):
+        path = compile_pipeline(name, out_dir / f"{registry.file_stem(name)}.yaml", base_image=base_image,
+                                aws_secret=aws_secret, pvc=pvc, pvc_mount=mount)
+        click.echo(f"wrote {path}")
+
+
+@pipeline.command("submit")
+@click.argument("name")
+@click.option("--host", required=True, metavar="URL",
+              help="KFP API endpoint, e.g. http://localhost:8080 after `kubectl port-forward "
+                   "-n kubeflow svc/ml-pipeline-ui 8080:80`.")
+@click.option("--experiment", default=None, help="Experiment to file the run under (created if absent).")
+@click.option("--run-name", default=None, help="Run name shown in the UI.")
+@click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs).")
+@_run_options
+@_cluster_options
+@_friendly
+def submit_cmd(name: str, host: str, experiment: str | None, run_name: str | None, namespace: str | None,
+               profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
+               base_image: str | None, aws_secret: str | None, pvc: str | None,
+               pvc_mount: str | None) -> None:
+    """Compile pipeline NAME and start a run of it on a Kubeflow Pipelines cluster."""
+    import kfp
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
+
+    mount = _pvc_mount(pvc, pvc_mount)
+    module = load_pipeline(name)
+    arguments: dict[str, Any] = module.run_arguments(
+        dataset_uri=dataset_uri, profile=profile, map_threshold=map_threshold, tflite_variant=tflite_variant)
+    with tempfile.TemporaryDirectory(prefix="mlkit-submit-") as tmp:
+        package = compile_pipeline(name, Path(tmp) / f"{name}.yaml", base_image=base_image,
+                                   aws_secret=aws_secret, pvc=pvc, pvc_mount=mount)
+        try:
+            client = kfp.Client(host=host, namespace=namespace)
+            result = client.create_run_from_pipeline_package(
+                str(package), arguments=arguments, run_name=run_name, experiment_name=experiment,
+                namespace=namespace)
+        except (OSError, ApiException, urllib3.exceptions.HTTPError) as exc:
+            message = f"submitting {name} to {host} failed: {type(exc).__name__}: {exc}"
+            raise click.ClickException(message) from exc
+    click.echo(f"submitted {name} to {host}: run {result.run_id}")
+    click.echo("arguments: " + ", ".join(f"{k}={v!r}" for k, v in arguments.items()))

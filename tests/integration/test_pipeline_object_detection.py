@@ -1,0 +1,135 @@
+"""The object-detection pipeline: golden IR, one real kfp.local run (test profile), the download branch.
+
+The whole-pipeline run is the costly part (about 3 minutes on 2 busy cores: two trainings, two
+4-variant conversions); it happens once per module, through `mlkit pipeline run`, and every slow test
+here reads its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from components.common import MLKIT_IMAGE
+from mlkit.data.layout import load_split
+from mlkit.models.export import VARIANTS
+from mlkit.pipeline_cli import compile_pipeline, pipeline
+from mlkit.profiles import PROFILES
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "pipelines" / "golden"
+VOLATILE = ("sdkVersion",)  # changes with every kfp release, says nothing about the pipeline
+
+
+def _normalised(path: Path) -> list:
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for doc in docs:
+        for key in VOLATILE:
+            doc.pop(key, None)
+    return docs
+
+
+@pytest.mark.parametrize("name, stem", [("object-detection", "object_detection")])
+def test_compiled_pipeline_matches_golden(name, stem, tmp_path):
+    compiled = compile_pipeline(name, tmp_path / f"{stem}.yaml", base_image=MLKIT_IMAGE)
+    golden = GOLDEN / f"{stem}.yaml"
+    assert golden.is_file(), f"missing {golden}; create it: mlkit pipeline compile --out pipelines/golden"
+    assert _normalised(compiled) == _normalised(golden), (
+        f"pipeline {name!r} compiles differently from {golden}. If the change is intended, regenerate the "
+        "golden files (with MLKIT_BASE_IMAGE unset): mlkit pipeline compile --out pipelines/golden "
+        "(or: make compile), and review the diff."
+    )
+
+
+def _executor_output(run_dir: Path, task: str) -> dict:
+    return json.loads((run_dir / task / "executor_output.json").read_text())
+
+
+def _artifact(run_dir: Path, task: str, key: str) -> dict:
+    return _executor_output(run_dir, task)["artifacts"][key]["artifacts"][0]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """One kfp.local run of the whole pipeline on the test profile, through the CLI."""
+    root = tmp_path_factory.mktemp("pipeline-root")
+    result = CliRunner().invoke(pipeline, ["run", "object-detection", "--profile", "test",
+                                           "--pipeline-root", str(root)])
+    assert result.exit_code == 0, result.output[-4000:]
+    (run_dir,) = root.glob("object-detection-*")
+    return run_dir, result.output
+
+
+@pytest.mark.slow
+def test_models_tflite_and_metrics_exist(pipeline_run):
+    run_dir, _ = pipeline_run
+    trained = {_artifact(run_dir, t, "model")["metadata"]["name"]: t for t in ("train", "train-2")}
+    assert set(trained) == {"little", "big"}
+    for task in trained.values():
+        model = Path(_artifact(run_dir, task, "model")["uri"])
+        assert (model / "model.weights.h5").is_file() and (model / "config.json").is_file()
+        metrics = _artifact(run_dir, task, "metrics")["metadata"]
+        assert 0.0 <= metrics["map50"] <= 1.0 and metrics["params"] > 0
+    for task in ("convert", "convert-2"):
+        tflite = Path(_artifact(run_dir, task, "tflite")["uri"])
+        for variant in VARIANTS:
+            assert (tflite / variant / "model.tflite").stat().st_size > 1000, (task, variant)
+            assert json.loads((tflite / variant / "metadata.json").read_text())["variant"] == variant
+        fidelity = _artifact(run_dir, task, "fidelity")["metadata"]
+        assert {f"{v}_map50" for v in VARIANTS} <= set(fidelity)
+    for task in ("evaluate", "evaluate-2"):
+        out = _executor_output(run_dir, task)
+        map50 = out["parameterValues"]["Output"]
+        assert 0.0 <= map50 <= 1.0
+        assert out["artifacts"]["metrics"]["artifacts"][0]["metadata"]["map50"] == pytest.approx(map50)
+        matrix = out["artifacts"]["confusion"]["artifacts"][0]["metadata"]["confusionMatrix"]
+        assert [s["displayName"] for s in matrix["annotationSpecs"]][-1] == "background"
+
+
+@pytest.mark.slow
+def test_gate_passed_and_publish_ran(pipeline_run):
+    """The test profile's gate is 0.0, so the dsl.If branch must run and publish both int8 models."""
+    run_dir, output = pipeline_run
+    repo = Path(_artifact(run_dir, "publish", "repository")["uri"])
+    for name, task in (("little", "convert"), ("big", "convert-2")):
+        published = repo / name / "1" / "model.tflite"
+        source = Path(_artifact(run_dir, task, "tflite")["uri"]) / "int8" / "model.tflite"
+        assert published.read_bytes() == source.read_bytes()
+        assert json.loads((repo / name / "1" / "metadata.json").read_text())["name"] == name
+    assert "passed, models published" in output
+    assert f"repository:   {repo}" in output
+
+
+@pytest.mark.slow
+def test_generated_dataset_matches_the_profile(pipeline_run):
+    run_dir, _ = pipeline_run
+    dataset = run_dir / "generate-dataset" / "dataset"
+    assert len(load_split(dataset, "train")) == PROFILES["test"].data.train
+    assert not (run_dir / "download").exists()  # the Else branch did not run
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*non-Python base image:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:.*have no effect in the current local runner:UserWarning")
+def test_download_branch_of_the_dataset_source(tmp_path):
+    """The nested dataset-source pipeline (If/Else + OneOf + importer) with a local COCO folder."""
+    from kfp import local
+
+    from mlkit.data.synthetic.generate import SyntheticSpec, generate_dataset
+    from pipelines.object_detection import build_dataset_source
+
+    generate_dataset(tmp_path / "src", SyntheticSpec(train=10, val=0, test=0, seed=5), show_progress=False)
+    coco = tmp_path / "src" / "train"  # annotations.json + images/: a plain COCO folder, no dataset.json
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    task = build_dataset_source()(dataset_uri=f"file://{coco}", profile="test")
+
+    dataset = Path(task.output.path)
+    assert dataset.parent.name == "download"
+    assert sum(len(load_split(dataset, s)) for s in ("train", "val", "test")) == 10
+    assert len(load_split(dataset, "test")) == 2  # the download component's default 20 % test split
+    (run_dir,) = (tmp_path / "root").glob("dataset-source-*")
+    assert not (run_dir / "generate-dataset").exists()  # the If branch did not run
