@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def friendly(fn):
 @click.version_option(package_name="mlkit")
 def main(verbose: int) -> None:
     """mlkit: edge-cloud computer vision on Kubeflow, from a notebook or this command line."""
+    # TensorFlow's C++ INFO/WARNING lines drown the output; child processes (kfp.local tasks) inherit this.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -235,10 +238,24 @@ def predict_cmd(model, images, score_threshold, iou_threshold) -> None:
         click.echo(json.dumps({"image": str(path), "detections": d.to_list(det.meta.class_names)}))
 
 
+@main.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
+              show_default=True)
+@click.option("--profile", type=click.Choice(["test", "demo", "full"]), default="demo", show_default=True)
+@friendly
+def demo_cmd(out_dir, profile) -> None:
+    """Run the object-detection scenario end to end and print edge/cloud accuracy and TFLite fidelity."""
+    from mlkit.demo import run_demo
+
+    run_demo(out_dir, profile, echo=click.echo)
+
+
 def _register_subcommands() -> None:
     from mlkit.pipeline_cli import pipeline
+    from mlkit.serving.serve_cli import serve
 
     main.add_command(pipeline)
+    main.add_command(serve)
 
 
 _register_subcommands()

@@ -1,0 +1,214 @@
+"""REST clients for the mlkit model server (KServe v1 and v2), sync and async (httpx).
+
+Images (RGB uint8 numpy arrays) are JPEG-encoded by default (``encoding="png"`` is lossless,
+``"raw"`` sends a v2 UINT8 tensor). Requests time out, and 503 answers and connection errors are
+retried with exponential backoff (a server that is starting or swapping a model). Results are
+``mlkit.detections.Detections`` per image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Sequence
+
+import httpx
+import numpy as np
+
+from mlkit.detections import Detections
+from mlkit.errors import MlkitError
+
+RETRY_STATUS = (502, 503, 504)
+
+
+class ServingError(MlkitError):
+    """The server refused a request (4xx/5xx) or could not be reached; the message has its reason."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def encode_image(image: np.ndarray, encoding: str = "jpeg", quality: int = 90) -> bytes:
+    """RGB uint8 [H, W, 3] -> JPEG or PNG bytes."""
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MlkitError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
+    ext, params = (".png", []) if encoding == "png" else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise MlkitError(f"could not encode the image as {encoding}")
+    return buf.tobytes()
+
+
+def _params(score_threshold: float | None, iou_threshold: float | None) -> dict:
+    return {k: v for k, v in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold))
+            if v is not None}
+
+
+class _Base:
+    def __init__(self, url: str, model: str, *, protocol: str = "v2", version: int | str | None = None,
+                 encoding: str = "jpeg", jpeg_quality: int = 90, timeout: float = 30.0, retries: int = 3,
+                 backoff: float = 0.2) -> None:
+        if protocol not in ("v1", "v2"):
+            raise MlkitError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
+        if encoding not in ("jpeg", "png", "raw"):
+            raise MlkitError(f"encoding must be 'jpeg', 'png' or 'raw', got {encoding!r}")
+        if encoding == "raw" and protocol == "v1":
+            raise MlkitError("encoding='raw' needs protocol='v2' (v1 would send pixels as JSON lists)")
+        self.url, self.model, self.protocol, self.version = url.rstrip("/"), model, protocol, version
+        self.encoding, self.jpeg_quality = encoding, jpeg_quality
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+
+    @property
+    def infer_path(self) -> str:
+        if self.protocol == "v1":
+            return f"/v1/models/{self.model}:predict"
+        if self.version is not None:
+            return f"/v2/models/{self.model}/versions/{self.version}/infer"
+        return f"/v2/models/{self.model}/infer"
+
+    def build(self, images: Sequence[np.ndarray], score_threshold: float | None = None,
+              iou_threshold: float | None = None) -> tuple[dict, dict, bytes]:
+        """(json body or {}, headers, raw body) for one request."""
+        params = _params(score_threshold, iou_threshold)
+        if not len(images):
+            raise MlkitError("no images to send")
+        if self.protocol == "v1":
+            enc = "png" if self.encoding == "png" else "jpeg"
+            body = {"instances": [{"b64": base64.b64encode(encode_image(im, enc, self.jpeg_quality)).decode()}
+                                  for im in images]}
+            if params:
+                body["parameters"] = params
+            return body, {}, b""
+        from mlkit.serving.payload import serialize_bytes
+
+        if self.encoding == "raw":
+            arr = np.stack([np.asarray(im, np.uint8) for im in images])
+            raw = arr.tobytes()
+            spec = {"name": "image", "shape": list(arr.shape), "datatype": "UINT8"}
+        else:
+            raw = serialize_bytes([encode_image(im, self.encoding, self.jpeg_quality) for im in images])
+            spec = {"name": "image", "shape": [len(images)], "datatype": "BYTES"}
+        spec["parameters"] = {"binary_data_size": len(raw)}
+        import orjson
+
+        head = orjson.dumps({"inputs": [spec], "parameters": params})
+        headers = {"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"}
+        return {}, headers, head + raw
+
+    def parse(self, response: httpx.Response) -> list[Detections]:
+        if response.status_code >= 400:
+            try:
+                reason = response.json().get("error", response.text)
+            except ValueError:
+                reason = response.text
+            raise ServingError(f"{response.request.method} {response.request.url} -> {response.status_code}: "
+                               f"{reason}", response.status_code)
+        data = response.json()
+        if self.protocol == "v1":
+            return [Detections.from_list(p) for p in data["predictions"]]
+        from mlkit.serving.predictor import v2_detections
+
+        return v2_detections(data)
+
+    def _sleep_for(self, attempt: int) -> float:
+        return self.backoff * (2 ** attempt)
+
+
+class ServingClient(_Base):
+    """Synchronous client: ``ServingClient(url, "helmet").predict([image])`` -> ``[Detections]``."""
+
+    def __init__(self, url: str, model: str, **kw) -> None:
+        super().__init__(url, model, **kw)
+        self._http = httpx.Client(base_url=self.url, timeout=self.timeout)
+
+    def _send(self, method: str, path: str, **kw) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            try:
+                r = self._http.request(method, path, **kw)
+                if r.status_code not in RETRY_STATUS or attempt == self.retries:
+                    return r
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                if attempt == self.retries:
+                    raise ServingError(f"cannot reach {self.url}: {exc}") from exc
+            time.sleep(self._sleep_for(attempt))
+        raise AssertionError("unreachable")
+
+    def predict(self, images: Sequence[np.ndarray], score_threshold: float | None = None,
+                iou_threshold: float | None = None) -> list[Detections]:
+        body, headers, raw = self.build(images, score_threshold, iou_threshold)
+        if raw:
+            r = self._send("POST", self.infer_path, content=raw, headers=headers)
+        else:
+            r = self._send("POST", self.infer_path, json=body)
+        return self.parse(r)
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get(f"/v2/models/{self.model}/ready").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > end:
+                raise ServingError(f"model {self.model} at {self.url} not ready after {timeout}s")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServingClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncServingClient(_Base):
+    """Asynchronous client: ``await AsyncServingClient(url, "helmet").predict([image])``."""
+
+    def __init__(self, url: str, model: str, **kw) -> None:
+        super().__init__(url, model, **kw)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout)
+
+    async def _send(self, method: str, path: str, **kw) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            try:
+                r = await self._http.request(method, path, **kw)
+                if r.status_code not in RETRY_STATUS or attempt == self.retries:
+                    return r
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                if attempt == self.retries:
+                    raise ServingError(f"cannot reach {self.url}: {exc}") from exc
+            await asyncio.sleep(self._sleep_for(attempt))
+        raise AssertionError("unreachable")
+
+    async def predict(self, images: Sequence[np.ndarray], score_threshold: float | None = None,
+                      iou_threshold: float | None = None) -> list[Detections]:
+        body, headers, raw = self.build(images, score_threshold, iou_threshold)
+        if raw:
+            r = await self._send("POST", self.infer_path, content=raw, headers=headers)
+        else:
+            r = await self._send("POST", self.infer_path, json=body)
+        return self.parse(r)
+
+    async def ready(self) -> bool:
+        try:
+            return (await self._http.get(f"/v2/models/{self.model}/ready")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncServingClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()

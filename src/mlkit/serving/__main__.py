@@ -1,0 +1,48 @@
+"""Image entrypoint: ``python -m mlkit.serving --model-dir /mnt/models`` (binds 0.0.0.0 by default)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from mlkit.errors import MlkitError
+from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m mlkit.serving", description="Serve a folder of mlkit TFLite models "
+                                "(<name>/<version>/model.tflite + metadata.json) with KServe v1/v2 REST and v2 gRPC.")
+    p.add_argument("--model-dir", default="/mnt/models", help="Model repository folder.")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--grpc-port", type=int, default=8081)
+    p.add_argument("--host", default="0.0.0.0", help="Address to bind (0.0.0.0 in a container).")
+    p.add_argument("--max-batch-size", type=int, default=1, help="Instances per merged batch; 1 = no batching.")
+    p.add_argument("--max-latency-ms", type=float, default=5.0, help="Longest wait to fill a batch.")
+    p.add_argument("--threads", type=int, default=1, help="Interpreter threads per model.")
+    p.add_argument("--max-payload-mb", type=float, default=DEFAULT_MAX_PAYLOAD_MB, help="Largest request body.")
+    p.add_argument("--poll-seconds", type=float, default=2.0, help="How often to look for new model versions.")
+    p.add_argument("--no-watch", action="store_true", help="Do not hot-reload new versions.")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # kserve.model_server parses sys.argv when imported; do not let it see our flags.
+    sys.argv = sys.argv[:1]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from mlkit.serving.server import run_server
+
+    try:
+        run_server(args.model_dir, http_port=args.http_port, grpc_port=args.grpc_port, host=args.host,
+                   max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
+                   num_threads=args.threads, max_payload_mb=args.max_payload_mb,
+                   poll_seconds=args.poll_seconds, watch=not args.no_watch)
+    except MlkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

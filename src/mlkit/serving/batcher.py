@@ -1,0 +1,171 @@
+"""Dynamic batching inside the server: merge concurrent requests, run the model once, split back.
+
+One ``DynamicBatcher`` per served model version. Requests (each holding one or more instances)
+queue on the event loop; the batcher takes the first, keeps adding requests until the batch holds
+``max_batch_size`` instances or ``max_latency_ms`` have passed since the first was queued, then
+runs ``run_batch`` once in its own single worker thread (so one interpreter is never invoked
+concurrently) and hands each caller its own slice of the results, in order. A request is never
+split: one larger than ``max_batch_size`` runs alone. ``max_batch_size=1`` turns batching off
+(every request runs as soon as the worker is free, without waiting).
+
+Prometheus histograms (default registry, served by KServe on ``/metrics``), label ``model``:
+``mlkit_batch_queue_seconds`` (per request), ``mlkit_batch_compute_seconds`` and
+``mlkit_batch_size`` (instances, per batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import Histogram
+
+log = logging.getLogger(__name__)
+
+QUEUE_SECONDS = Histogram("mlkit_batch_queue_seconds", "Time a request waited before its batch ran",
+                          ["model"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                              0.5, 1.0, 2.5, 5.0))
+COMPUTE_SECONDS = Histogram("mlkit_batch_compute_seconds", "Time to run one merged batch", ["model"],
+                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+BATCH_SIZE = Histogram("mlkit_batch_size", "Instances per merged batch", ["model"],
+                       buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128))
+
+
+@dataclasses.dataclass
+class _Pending:
+    payload: Any
+    size: int
+    future: asyncio.Future
+    queued: float
+
+
+class DynamicBatcher:
+    """Merge concurrent ``submit`` calls into batches for ``run_batch``.
+
+    ``run_batch(payloads)`` receives a list of request payloads and must return one result per
+    payload, in order; a result that is an ``Exception`` is raised to that caller only.
+    ``size(payload)`` is the number of instances in a payload.
+    """
+
+    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], *, model: str,
+                 max_batch_size: int = 1, max_latency_ms: float = 5.0,
+                 size: Callable[[Any], int] = len) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_latency_ms < 0:
+            raise ValueError(f"max_latency_ms must be >= 0, got {max_latency_ms}")
+        self.run_batch = run_batch
+        self.model = model
+        self.max_batch_size = int(max_batch_size)
+        self.max_latency = float(max_latency_ms) / 1000.0
+        self.size = size
+        self.batches = 0  # merged batches run so far (handy in tests and logs)
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task | None = None
+        self._carry: _Pending | None = None
+        self._busy = False
+        self._closed = False
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{model}")
+        self._metrics = (QUEUE_SECONDS.labels(model=model), COMPUTE_SECONDS.labels(model=model),
+                         BATCH_SIZE.labels(model=model))
+
+    @property
+    def idle(self) -> bool:
+        return not self._busy and self._carry is None and (self._queue is None or self._queue.empty())
+
+    async def submit(self, payload: Any) -> Any:
+        """Queue one request and wait for its own result."""
+        if self._closed:
+            raise RuntimeError(f"the batcher of {self.model} is closed")
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._loop(), name=f"batcher-{self.model}")
+        fut = loop.create_future()
+        self._queue.put_nowait(_Pending(payload, max(1, int(self.size(payload))), fut, time.perf_counter()))
+        return await fut
+
+    async def close(self) -> None:
+        """Finish everything queued, then stop the loop task and the worker thread."""
+        self._closed = True
+        while not self.idle:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=True)
+
+    def close_now(self) -> None:
+        """Stop without waiting (for a server that is shutting down)."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _next(self) -> _Pending:
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        return await self._queue.get()
+
+    async def _collect(self) -> list[_Pending]:
+        first = await self._next()
+        batch, n = [first], first.size
+        deadline = first.queued + self.max_latency
+        while n < self.max_batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                timeout = deadline - time.perf_counter()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except TimeoutError:
+                    break
+            if n + item.size > self.max_batch_size:
+                self._carry = item
+                break
+            batch.append(item)
+            n += item.size
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        q_hist, c_hist, s_hist = self._metrics
+        while True:
+            batch = await self._collect()
+            batch = [p for p in batch if not p.future.done()]  # callers that gave up
+            if not batch:
+                continue
+            self._busy = True
+            try:
+                start = time.perf_counter()
+                for p in batch:
+                    q_hist.observe(start - p.queued)
+                s_hist.observe(sum(p.size for p in batch))
+                try:
+                    results = await loop.run_in_executor(self._executor, self.run_batch, [p.payload for p in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")
+                except Exception as exc:  # noqa: BLE001 - every caller of this batch gets the error
+                    log.exception("batch of %d requests for %s failed", len(batch), self.model)
+                    results = [exc] * len(batch)
+                c_hist.observe(time.perf_counter() - start)
+                self.batches += 1
+                for p, r in zip(batch, results, strict=True):
+                    if p.future.done():
+                        continue
+                    if isinstance(r, BaseException):
+                        p.future.set_exception(r)
+                    else:
+                        p.future.set_result(r)
+            finally:
+                self._busy = False

@@ -1,0 +1,298 @@
+"""KServe predictors for mlkit TFLite models (ai_edge_litert), with dynamic batching.
+
+``TFLiteDetectorModel`` serves one version folder (``model.tflite`` + ``metadata.json``):
+
+- ``preprocess`` decodes the payload (v1 JSON, v2 REST or gRPC; see ``mlkit.serving.payload``) and
+  letterboxes the images in a worker thread;
+- ``predict`` queues the letterboxed batch on the model's ``DynamicBatcher``, which merges concurrent
+  requests and runs the interpreter once per merged batch on its own thread;
+- ``postprocess`` answers exactly one prediction per instance: v1 ``{"predictions": [[{label,
+  class_id, score, box}, ...], ...]}`` (boxes in original-image pixels), v2 tensors ``boxes`` FP32
+  [N, max_det, 4], ``scores`` FP32 [N, max_det], ``classes`` INT32 [N, max_det] and
+  ``num_detections`` INT32 [N] (zero padded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.model import InferenceVerb
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from mlkit.detections import Detections
+from mlkit.errors import MlkitError
+from mlkit.serving.batcher import DynamicBatcher
+from mlkit.serving.payload import Thresholds, parse_v1, parse_v2, thresholds
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.tflite"
+METADATA_FILE = "metadata.json"
+MAX_DETECTIONS = 100  # mlkit.models.postprocess keeps at most 100 boxes per image
+
+
+@dataclasses.dataclass
+class Job:
+    """One request, ready for the interpreter."""
+
+    protocol: str  # "v1" or "v2"
+    batch: np.ndarray  # uint8 [n, H, W, 3], letterboxed
+    extra: list  # per-image data the model needs after inference (letterboxes)
+    thresholds: Thresholds
+    request_id: str | None = None
+    binary_outputs: bool = False
+    from_grpc: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.batch)
+
+
+def read_metadata(model_dir: Path) -> dict:
+    """The raw ``metadata.json`` of a version folder; raises ``MlkitError`` naming the file."""
+    path = model_dir / METADATA_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MlkitError(f"{path} not found: a model version folder needs {METADATA_FILE} and {MODEL_FILE}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MlkitError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise MlkitError(f"{path}: expected a JSON object")
+    return data
+
+
+class TFLiteModel(Model):
+    """Common part of the TFLite predictors: load, batching, payload decoding, in-flight counting."""
+
+    task = "?"
+
+    def __init__(self, name: str, model_dir: str | Path, *, version: int | None = None, num_threads: int = 1,
+                 max_batch_size: int = 1, max_latency_ms: float = 5.0) -> None:
+        super().__init__(name)
+        self.model_dir = Path(model_dir)
+        self.version = version
+        self.num_threads = num_threads
+        self.max_batch_size = max_batch_size
+        self.max_latency_ms = max_latency_ms
+        self.runtime: Any = None
+        self.batcher: DynamicBatcher | None = None
+        self.load_error: str | None = None
+        self.inflight = 0
+
+    @property
+    def label(self) -> str:
+        return self.name if self.version is None else f"{self.name} version {self.version}"
+
+    # --- loading -------------------------------------------------------------------------------
+    def _open(self, raw_meta: dict) -> Any:
+        raise NotImplementedError
+
+    def load(self) -> bool:
+        if self.ready:
+            return True
+        try:
+            raw_meta = read_metadata(self.model_dir)
+            model_path = self.model_dir / MODEL_FILE
+            if not model_path.is_file():
+                raise MlkitError(f"{model_path} not found: a model version folder needs {MODEL_FILE}")
+            runtime = self._open(raw_meta)
+            runtime.predict_batch(np.zeros((1, *self.input_hw(runtime), 3), np.uint8))  # proves it runs
+            max_bs = int(raw_meta.get("max_batch_size", self.max_batch_size))
+            max_lat = float(raw_meta.get("max_latency_ms", self.max_latency_ms))
+        except (MlkitError, ValueError, RuntimeError, OSError, TypeError, KeyError) as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            self.ready = False
+            log.error("cannot load model %s from %s: %s", self.label, self.model_dir, exc)
+            return False
+        self.runtime = runtime
+        self.max_batch_size, self.max_latency_ms = max_bs, max_lat
+        self.batcher = DynamicBatcher(self._run_batch, model=self.name, max_batch_size=max_bs,
+                                      max_latency_ms=max_lat, size=lambda job: job.n)
+        self.load_error = None
+        self.ready = True
+        log.info("loaded model %s from %s (%s, max_batch_size=%d, max_latency_ms=%g, threads=%d)",
+                 self.label, self.model_dir, self.task, max_bs, max_lat, self.num_threads)
+        return True
+
+    def stop(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close_now()
+        self.ready = False
+
+    async def retire(self, grace_seconds: float = 0.5, timeout: float = 120.0) -> None:
+        """Wait until requests in flight on this version finished, then free its batcher."""
+        await asyncio.sleep(grace_seconds)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.inflight and loop.time() < end:
+            await asyncio.sleep(0.02)
+        if self.batcher is not None:
+            await self.batcher.close()
+        self.ready = False
+
+    @staticmethod
+    def input_hw(runtime: Any) -> tuple[int, int]:
+        return runtime.meta.input_height, runtime.meta.input_width
+
+    async def __call__(self, body, headers=None, verb=InferenceVerb.PREDICT):  # counts requests for hot swaps
+        self.inflight += 1
+        try:
+            return await super().__call__(body, headers, verb)
+        finally:
+            self.inflight -= 1
+
+    # --- request path ----------------------------------------------------------------------------
+    def _job(self, payload: Any) -> Job:
+        if isinstance(payload, InferRequest):
+            images, params = parse_v2(payload)
+            protocol = "v2"
+            rid, from_grpc = payload.id, bool(payload.from_grpc)
+            binary = bool(params.get("binary_data_output", False)) and not from_grpc
+        elif isinstance(payload, dict | bytes | bytearray | str):
+            images, params = parse_v1(payload)
+            protocol, rid, from_grpc, binary = "v1", None, False, False
+        else:
+            raise InvalidInput(f"unsupported request payload of type {type(payload).__name__}")
+        th = thresholds(params)
+        try:
+            batch, extra = self.runtime.prepare(images)
+        except MlkitError as exc:
+            raise InvalidInput(str(exc)) from None
+        return Job(protocol, batch, extra, th, rid, binary, from_grpc)
+
+    async def preprocess(self, payload: Any, headers: dict | None = None) -> Job:
+        if not self.ready or self.runtime is None:
+            raise ModelNotReady(self.name, self.load_error or "")
+        return await asyncio.to_thread(self._job, payload)
+
+    async def predict(self, payload: Job, headers: dict | None = None, response_headers: dict | None = None):
+        return payload, await self.batcher.submit(payload)
+
+    def _run_batch(self, jobs: list[Job]) -> list:
+        batch = jobs[0].batch if len(jobs) == 1 else np.concatenate([j.batch for j in jobs])
+        raw = self.runtime.predict_batch(batch)
+        out, start = [], 0
+        for job in jobs:
+            try:
+                out.append(self.runtime.finish(raw, start, job))
+            except (MlkitError, ValueError) as exc:
+                out.append(InvalidInput(str(exc)))
+            start += job.n
+        return out
+
+    async def postprocess(self, result: Any, headers: dict | None = None, response_headers: dict | None = None):
+        job, items = result
+        if job.protocol == "v1":
+            return {"predictions": self.v1_predictions(items)}
+        return InferResponse(response_id=job.request_id or "", model_name=self.name,
+                             infer_outputs=self.v2_outputs(items),
+                             model_version=None if self.version is None else str(self.version),
+                             use_binary_outputs=job.binary_outputs)
+
+    def v1_predictions(self, items: list) -> list:
+        raise NotImplementedError
+
+    def v2_outputs(self, items: list) -> list[InferOutput]:
+        raise NotImplementedError
+
+
+def _output(name: str, arr: np.ndarray, datatype: str) -> InferOutput:
+    return InferOutput(name=name, shape=list(arr.shape), datatype=datatype, data=arr)
+
+
+class _DetectorRuntime:
+    """A TFLiteDetector seen through the interface the batching predictor needs."""
+
+    def __init__(self, model_path: Path, num_threads: int) -> None:
+        from mlkit.models.predict import TFLiteDetector
+
+        self.detector = TFLiteDetector(model_path, num_threads=num_threads)
+        self.meta = self.detector.meta
+
+    def prepare(self, images):
+        return self.detector._prepare(images)
+
+    def predict_batch(self, batch: np.ndarray):
+        return self.detector.raw(batch)
+
+    def finish(self, raw, start: int, job: Job) -> Detections:
+        reg, scores = raw
+        sl = slice(start, start + job.n)
+        th = job.thresholds
+        return self.detector._finish(reg[sl], scores[sl], job.extra, th.score_threshold, th.iou_threshold)
+
+
+class TFLiteDetectorModel(TFLiteModel):
+    """A TFLite detector exported by ``mlkit.models.export`` (metadata task "detection")."""
+
+    task = "detection"
+
+    def _open(self, raw_meta: dict) -> _DetectorRuntime:
+        task = raw_meta.get("task", "detection")
+        if task != "detection":
+            raise MlkitError(f"{self.model_dir / METADATA_FILE}: task is {task!r}; this predictor serves 'detection'")
+        return _DetectorRuntime(self.model_dir / MODEL_FILE, self.num_threads)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.runtime.meta.class_names
+
+    def v1_predictions(self, items: list[Detections]) -> list:
+        names = self.class_names
+        return [det.to_list(names) for det in items]
+
+    def v2_outputs(self, items: list[Detections]) -> list[InferOutput]:
+        n = len(items)
+        k = max([MAX_DETECTIONS, *(len(d) for d in items)])
+        boxes = np.zeros((n, k, 4), np.float32)
+        scores = np.zeros((n, k), np.float32)
+        classes = np.zeros((n, k), np.int32)
+        counts = np.zeros((n,), np.int32)
+        for i, d in enumerate(items):
+            m = len(d)
+            boxes[i, :m], scores[i, :m], classes[i, :m], counts[i] = d.boxes, d.scores, d.labels, m
+        return [_output("boxes", boxes, "FP32"), _output("scores", scores, "FP32"),
+                _output("classes", classes, "INT32"), _output("num_detections", counts, "INT32")]
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": "boxes", "datatype": "FP32", "shape": [-1, MAX_DETECTIONS, 4]},
+                {"name": "scores", "datatype": "FP32", "shape": [-1, MAX_DETECTIONS]},
+                {"name": "classes", "datatype": "INT32", "shape": [-1, MAX_DETECTIONS]},
+                {"name": "num_detections", "datatype": "INT32", "shape": [-1]}]
+
+
+def v2_detections(response: InferResponse | dict) -> list[Detections]:
+    """Parse a v2 detector answer (``InferResponse`` or its REST dict) into one ``Detections`` per image."""
+    if isinstance(response, dict):
+        response = InferResponse.from_rest(response)
+    out = {o.name: o.as_numpy() for o in response.outputs}
+    boxes, scores = out["boxes"], out["scores"]
+    classes, counts = out["classes"], out["num_detections"]
+    return [Detections(boxes[i, :c], scores[i, :c], classes[i, :c]) for i, c in enumerate(counts.astype(int))]
+
+
+def open_model(name: str, model_dir: str | Path, **kw) -> TFLiteModel:
+    """The right predictor for a version folder, chosen by ``metadata.json`` "task" (not yet loaded).
+
+    An unreadable metadata file gives a ``TFLiteDetectorModel`` whose ``load()`` reports it.
+    """
+    from mlkit.serving.classifier import TFLiteClassifierModel
+
+    try:
+        task = read_metadata(Path(model_dir)).get("task", "detection")
+    except MlkitError:
+        task = "detection"
+    cls = TFLiteClassifierModel if task == "classification" else TFLiteDetectorModel
+    return cls(name, model_dir, **kw)

@@ -1,0 +1,203 @@
+"""A folder of versioned TFLite models, served by KServe, with hot reload.
+
+Layout: ``<models_dir>/<name>/<version>/model.tflite`` + ``metadata.json`` (version = integer).
+The newest loadable version is served as ``<name>``; every loaded version is also reachable as
+``<name>@<version>`` (what ``/v2/models/<name>/versions/<version>/infer`` and gRPC
+``model_version`` resolve to). ``watch()`` polls the folder and swaps in new versions atomically:
+the registry entry is replaced in one step on the event loop, requests already running finish on
+the old interpreter, and the old version stays loaded for versioned requests.
+
+A version folder counts as complete when it holds a ``READY`` marker file, or else when
+``metadata.json`` parses, ``model.tflite`` carries the TFLite flatbuffer identifier, and both files
+were unchanged since the previous poll (so a copy in progress is never loaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+from kserve.errors import ModelNotFound
+from kserve.model_repository import ModelRepository
+
+from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel, open_model
+
+log = logging.getLogger(__name__)
+
+READY_MARKER = "READY"
+VERSION_SEP = "@"
+
+
+def versioned(name: str, version: int | str) -> str:
+    return f"{name}{VERSION_SEP}{version}"
+
+
+def _signature(d: Path) -> tuple | None:
+    try:
+        a, b = (d / MODEL_FILE).stat(), (d / METADATA_FILE).stat()
+    except OSError:
+        return None
+    return a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns
+
+
+def looks_complete(d: Path) -> bool:
+    """READY marker, or parseable metadata.json and a model.tflite with the TFL3 identifier."""
+    if (d / READY_MARKER).is_file():
+        return True
+    try:
+        json.loads((d / METADATA_FILE).read_text())
+        with open(d / MODEL_FILE, "rb") as f:
+            head = f.read(8)
+    except (OSError, ValueError):
+        return False
+    return len(head) == 8 and head[4:8] == b"TFL3"
+
+
+def scan_versions(models_dir: Path) -> dict[str, dict[int, Path]]:
+    """``{name: {version: folder}}`` for every ``<name>/<int>/`` folder (complete or not)."""
+    out: dict[str, dict[int, Path]] = {}
+    if not models_dir.is_dir():
+        return out
+    for model in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        versions = {int(v.name): v for v in model.iterdir() if v.is_dir() and v.name.isdigit()}
+        out[model.name] = versions
+    return out
+
+
+class TFLiteModelRepository(ModelRepository):
+    """KServe model repository over a folder of versioned mlkit TFLite models."""
+
+    def __init__(self, models_dir: str | Path, *, num_threads: int = 1, max_batch_size: int = 1,
+                 max_latency_ms: float = 5.0, poll_seconds: float = 2.0) -> None:
+        super().__init__(str(models_dir))
+        self.root = Path(models_dir)
+        self.model_kw = dict(num_threads=num_threads, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms)
+        self.poll_seconds = poll_seconds
+        self.versions: dict[str, dict[int, TFLiteModel]] = {}
+        self._failed: dict[Path, tuple | None] = {}  # folder -> file signature when loading failed
+        self._seen: dict[Path, tuple | None] = {}  # folder -> signature at the previous poll
+        self._unloaded: set[str] = set()  # names unloaded through the API: not reloaded by the watcher
+        self._stop: asyncio.Event | None = None
+        self._lock = asyncio.Lock()
+
+    # --- lookups ---------------------------------------------------------------------------------
+    def get_model(self, name: str):
+        model = self.models.get(name)
+        if model is None and VERSION_SEP in name:
+            base, _, v = name.rpartition(VERSION_SEP)
+            if v.isdigit():
+                model = self.versions.get(base, {}).get(int(v))
+        return model
+
+    def served_version(self, name: str) -> int | None:
+        model = self.models.get(name)
+        return getattr(model, "version", None)
+
+    # --- loading ---------------------------------------------------------------------------------
+    def _open(self, name: str, version: int, folder: Path) -> TFLiteModel:
+        model = open_model(name, folder, version=version, **self.model_kw)
+        if not model.load():
+            self._failed[folder] = _signature(folder)
+        else:
+            self._failed.pop(folder, None)
+        return model
+
+    def _register(self, name: str, model: TFLiteModel) -> None:
+        """Add a loaded version; it becomes the served one when it is the newest ready version."""
+        self.versions.setdefault(name, {})[model.version] = model
+        current = self.models.get(name)
+        if current is None or not current.ready or (model.ready and model.version > (current.version or -1)):
+            self.models[name] = model  # one dict assignment: new requests go to the new version
+            if model.ready:
+                log.info("serving %s version %s", name, model.version)
+
+    def load_model(self, name: str) -> bool:
+        """Load every complete version of ``name`` not loaded yet (blocking); True if one is ready."""
+        found = scan_versions(self.root).get(name)
+        if not found:
+            log.error("model %s: no version folders under %s (expected %s/<version>/%s)",
+                      name, self.root / name, name, MODEL_FILE)
+            return False
+        self._unloaded.discard(name)
+        loaded = self.versions.get(name, {})
+        for version in sorted(found):
+            if version in loaded and loaded[version].ready:
+                continue
+            model = self._open(name, version, found[version])
+            self._register(name, model)
+        return bool(self.models.get(name) and self.models[name].ready)
+
+    def load_models(self) -> None:
+        for name in scan_versions(self.root):
+            self.load_model(name)
+
+    async def load(self, name: str) -> bool:
+        """KServe ``/v2/repository/models/{name}/load``: (re)load from disk."""
+        async with self._lock:
+            if not (self.root / name).is_dir():
+                raise ModelNotFound(name)
+            return await asyncio.to_thread(self.load_model, name)
+
+    def unload(self, name: str) -> None:
+        """KServe ``/v2/repository/models/{name}/unload``: drop every version of ``name``."""
+        if name not in self.models and name not in self.versions:
+            raise KeyError(f"model with name {name} does not exist")
+        self._unloaded.add(name)
+        self.models.pop(name, None)
+        for model in self.versions.pop(name, {}).values():
+            model.stop()
+        log.info("unloaded model %s", name)
+
+    def stop_all(self) -> None:
+        for name in list(self.versions):
+            self.unload(name)
+
+    # --- hot reload ------------------------------------------------------------------------------
+    def _pending(self) -> list[tuple[str, int, Path]]:
+        """Complete, stable version folders that are not loaded (nor failed with the same files)."""
+        todo = []
+        for name, found in scan_versions(self.root).items():
+            if name in self._unloaded:
+                continue
+            for version, folder in found.items():
+                known = self.versions.get(name, {}).get(version)
+                if known is not None and known.ready:
+                    continue
+                sig = _signature(folder)
+                if folder in self._failed and self._failed[folder] == sig:
+                    continue
+                stable = self._seen.get(folder) == sig and sig is not None
+                self._seen[folder] = sig
+                if (folder / READY_MARKER).is_file() or (stable and looks_complete(folder)):
+                    todo.append((name, version, folder))
+        return todo
+
+    async def poll_once(self) -> list[str]:
+        """Load new complete versions; returns the ``name@version`` keys that were added."""
+        added = []
+        async with self._lock:
+            for name, version, folder in await asyncio.to_thread(self._pending):
+                model = await asyncio.to_thread(self._open, name, version, folder)
+                if model.ready:
+                    self._register(name, model)
+                    added.append(versioned(name, version))
+        return added
+
+    async def watch(self) -> None:
+        """Poll every ``poll_seconds`` until ``stop_watching()``."""
+        self._stop = asyncio.Event()
+        log.info("watching %s for new model versions every %gs", self.root, self.poll_seconds)
+        while not self._stop.is_set():
+            try:
+                await self.poll_once()
+            except Exception:  # a bad folder must not stop the watcher
+                log.exception("model repository poll failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
+
+    def stop_watching(self) -> None:
+        if self._stop is not None:
+            self._stop.set()

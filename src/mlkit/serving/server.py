@@ -1,0 +1,338 @@
+"""The mlkit model server: KServe's ModelServer over a ``TFLiteModelRepository``.
+
+What this adds to ``kserve.ModelServer`` (0.21), and why:
+
+- **Host binding.** KServe hard-codes ``0.0.0.0`` (uvicorn) and ``[::]`` (gRPC); ``start`` here builds
+  the same REST and gRPC servers but binds ``host`` (default ``127.0.0.1``).
+- **v2 REST infer routes.** KServe's own route turns binary BYTES tensors into UTF-8 strings (JPEG
+  bytes fail with a 500), answers 422 for malformed JSON and 501 for ``/versions/{v}/infer``. The
+  routes registered here (ahead of KServe's) parse the body with ``mlkit.serving.payload``, answer
+  400 for every malformed body and resolve versions to ``<name>@<version>``.
+- **Payload limit.** Bodies over ``max_payload_mb`` are refused with 400 before they are read
+  (gRPC: ``grpc.max_receive_message_length``, which answers RESOURCE_EXHAUSTED).
+- **Hot reload.** The repository watcher runs as one more task next to the REST and gRPC servers.
+- A repository without a ready model still starts (KServe would refuse), so models can arrive later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fastapi import Request  # at module level: FastAPI resolves the handlers' string annotations here
+
+from mlkit.errors import MlkitError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PAYLOAD_MB = 16.0
+
+
+def _enable_mlkit_loggers() -> None:
+    """KServe's logging dictConfig disables loggers created before it; keep ours alive."""
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith("mlkit") and isinstance(logger, logging.Logger):
+            logger.disabled = False
+    mlkit_log = logging.getLogger("mlkit")
+    if not mlkit_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        mlkit_log.addHandler(handler)
+        mlkit_log.setLevel(logging.INFO)
+        mlkit_log.propagate = False
+
+
+class PayloadLimit:
+    """ASGI middleware: refuse request bodies larger than ``max_bytes`` with 400 (not 413, see module doc)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._refuse(send, int(length))
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    from kserve.errors import InvalidInput
+
+                    raise InvalidInput(self._message(seen))
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+    def _message(self, size: int) -> str:
+        return (f"request body of {size} bytes exceeds the limit of {self.max_bytes} bytes "
+                f"(server option --max-payload-mb); send fewer or smaller images")
+
+    async def _refuse(self, send, size: int) -> None:
+        import orjson
+
+        body = orjson.dumps({"error": self._message(size)})
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _make_dataplane_class():
+    from kserve.errors import ModelNotFound
+    from kserve.protocol.dataplane import DataPlane
+
+    from mlkit.serving.repository import versioned
+
+    class VersionedDataPlane(DataPlane):
+        """Resolves a request's ``model_version`` (gRPC field or REST path) to ``<name>@<version>``."""
+
+        async def infer(self, model_name, request, headers=None):
+            version = getattr(request, "model_version", None)
+            if version:
+                key = versioned(model_name, version)
+                if self._model_registry.get_model(key) is None:
+                    raise ModelNotFound(f"{model_name} version {version}")
+                model_name = key
+            return await super().infer(model_name, request, headers)
+
+    return VersionedDataPlane
+
+
+def _install_routes(app, dataplane, max_payload_bytes: int) -> None:
+    """v2 infer/ready routes that run before KServe's own (first registered route wins)."""
+    from fastapi import Response
+    from fastapi.responses import ORJSONResponse
+    from kserve.errors import ModelNotFound, ModelNotReady
+
+    from mlkit.serving.payload import parse_v2_rest
+    from mlkit.serving.repository import versioned
+
+    async def _ready_key(model_name: str, model_version: str | None) -> str:
+        key = model_name if not model_version else versioned(model_name, model_version)
+        if dataplane.model_registry.get_model(key) is None:
+            raise ModelNotFound(model_name if not model_version else f"{model_name} version {model_version}")
+        if not await dataplane.model_registry.is_model_ready(key):
+            model = dataplane.model_registry.get_model(key)
+            raise ModelNotReady(key, getattr(model, "load_error", None) or "")
+        return key
+
+    async def infer(request: Request, model_name: str, model_version: str | None = None):
+        await _ready_key(model_name, model_version)
+        body = await request.body()
+        headers = dict(request.headers.items())
+        infer_request = await asyncio.to_thread(parse_v2_rest, body, headers, model_name, model_version)
+        response, response_headers = await dataplane.infer(model_name=model_name, request=infer_request,
+                                                          headers=headers)
+        response, res_headers = dataplane.encode(model_name=model_name, response=response, headers=headers,
+                                                 req_attributes={})
+        response_headers = {k: v for k, v in {**response_headers, **res_headers}.items()
+                            if k.lower() in ("inference-header-content-length",)}
+        if isinstance(response, bytes):
+            return Response(content=response, headers=response_headers, media_type="application/octet-stream")
+        return ORJSONResponse(content=response, headers=response_headers)
+
+    async def versioned_infer(request: Request, model_name: str, model_version: str):
+        return await infer(request, model_name, model_version)
+
+    async def versioned_ready(model_name: str, model_version: str):
+        await _ready_key(model_name, model_version)
+        return {"name": model_name, "version": model_version, "ready": True}
+
+    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"], response_model=None)
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", versioned_infer,
+                      methods=["POST"], response_model=None)
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", versioned_ready,
+                      methods=["GET"], response_model=None)
+    app.add_middleware(PayloadLimit, max_bytes=max_payload_bytes)
+
+
+def _make_server_class():
+    from kserve import ModelServer
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.grpc.servicer import InferenceServicer
+
+    class HostGRPCServer(GRPCServer):
+        """KServe's gRPC server, bound to ``host`` instead of ``[::]``."""
+
+        def __init__(self, host: str, *args, **kw) -> None:
+            super().__init__(*args, **kw)
+            self._host = host
+
+        async def start(self, max_workers):
+            from concurrent import futures
+
+            from grpc import aio
+
+            servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+            self._server = aio.server(
+                futures.ThreadPoolExecutor(max_workers=max_workers),
+                interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+                options=[("grpc.max_send_message_length", self._kwargs["grpc_max_send_message_length"]),
+                         ("grpc.max_receive_message_length", self._kwargs["grpc_max_receive_message_length"])])
+            grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+            host = f"[{self._host}]" if ":" in self._host else self._host
+            self._server.add_insecure_port(f"{host}:{self._port}")
+            log.info("gRPC listening on %s:%d", self._host, self._port)
+            await self._server.start()
+            await self._server.wait_for_termination()
+
+    class MlkitModelServer(ModelServer):
+        """``kserve.ModelServer`` bound to ``host``, with mlkit's routes, payload limit and model watcher."""
+
+        def __init__(self, repository, *, host: str = "127.0.0.1", max_payload_bytes: int,
+                     watch: bool = True, **kw) -> None:
+            super().__init__(registered_models=repository, **kw)
+            self.host = host
+            self.repository = repository
+            self.max_payload_bytes = max_payload_bytes
+            self.watch = watch
+            self.dataplane = _make_dataplane_class()(model_registry=repository)
+            _enable_mlkit_loggers()
+
+        def start(self, models=None) -> None:  # noqa: D102 - mirrors ModelServer.start, single worker
+            from kserve import model_server as kms
+            from kserve.protocol.rest.server import RESTServer
+
+            for model in models or []:
+                self.register_model(model)
+            ready = [n for n, m in self.repository.get_models().items() if m.ready]
+            if not ready:
+                log.warning("no model is ready under %s; serving anyway (load models later)", self.repository.root)
+            _install_routes(kms.app, self.dataplane, self.max_payload_bytes)
+            self._rest_server = RESTServer(kms.FASTAPI_APP_IMPORT_STRING, self.dataplane,
+                                           self.model_repository_extension, self.http_port,
+                                           grace_period=self.grace_period, event_loop="asyncio",
+                                           timeout_keep_alive=self.timeout_keep_alive)
+            self._rest_server.config.host = self.host  # uvicorn.Server reads it when it binds
+            self.servers.append(self._rest_server.start())
+            if self.enable_grpc:
+                kwargs = {"grpc_max_send_message_length": kms.args.grpc_max_send_message_length,
+                          "grpc_max_receive_message_length": self.max_payload_bytes}
+                self._grpc_server = HostGRPCServer(self.host, self.grpc_port, self.dataplane,
+                                                   self.model_repository_extension, kwargs=kwargs,
+                                                   grace_period=self.grace_period)
+                self.servers.append(self._grpc_server.start(self.max_threads))
+            if self.watch:
+                self.servers.append(self.repository.watch())
+            log.info("mlkit model server on http://%s:%d (gRPC %s:%d), models: %s", self.host, self.http_port,
+                     self.host, self.grpc_port, ready)
+            self.setup_event_loop()
+            self.register_signal_handler()
+            asyncio.run(self._serve())
+
+        def stop(self, sig: int) -> None:
+            self.repository.stop_watching()
+            if self._rest_server is not None:
+                self._rest_server._server.should_exit = True
+            super().stop(sig)
+
+    return MlkitModelServer
+
+
+def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 8081, host: str = "127.0.0.1",
+                 max_batch_size: int = 1, max_latency_ms: float = 5.0, num_threads: int = 1,
+                 max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB, poll_seconds: float = 2.0,
+                 watch: bool = True, enable_grpc: bool = True):
+    """Load every model under ``model_dir`` and return a ready-to-``start()`` server (not started)."""
+    from mlkit.serving.repository import TFLiteModelRepository
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise MlkitError(f"model folder {model_dir} does not exist (expected <name>/<version>/model.tflite)")
+    if max_batch_size < 1:
+        raise MlkitError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    if max_latency_ms < 0 or max_payload_mb <= 0 or num_threads < 1 or poll_seconds <= 0:
+        raise MlkitError("max_latency_ms must be >= 0, max_payload_mb and poll_seconds > 0, threads >= 1")
+    repository = TFLiteModelRepository(model_dir, num_threads=num_threads, max_batch_size=max_batch_size,
+                                       max_latency_ms=max_latency_ms, poll_seconds=poll_seconds)
+    server = _make_server_class()(repository, host=host, max_payload_bytes=int(max_payload_mb * 1024 * 1024),
+                                  watch=watch, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc,
+                                  grace_period=2, enable_latency_logging=False)
+    repository.load_models()
+    return server
+
+
+def run_server(model_dir: str | Path, **kw) -> None:
+    """Build and run the server until SIGINT/SIGTERM (same keywords as ``build_server``)."""
+    build_server(model_dir, **kw).start()
+
+
+# --- a server in a background process (tests, notebooks) ---------------------------------------------
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class BackgroundServer:
+    """A ``python -m mlkit.serving`` subprocess; ``stop()`` (or leaving the ``with`` block) ends it."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, grpc_url: str, log_path: Path) -> None:
+        self.proc, self.url, self.grpc_url, self.log_path = proc, url, grpc_url, log_path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_background_server(model_dir: str | Path, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
+                            num_threads: int = 1, max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB,
+                            poll_seconds: float = 2.0, timeout: float = 60.0,
+                            log_path: str | Path | None = None) -> BackgroundServer:
+    """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers."""
+    import httpx
+
+    http_port, grpc_port = free_port(), free_port()
+    log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="mlkit-serve-", suffix=".log")[1])
+    cmd = [sys.executable, "-m", "mlkit.serving", "--model-dir", str(model_dir), "--host", "127.0.0.1",
+           "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
+           "--max-latency-ms", str(max_latency_ms), "--threads", str(num_threads),
+           "--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+    handle = BackgroundServer(proc, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise MlkitError(f"the model server exited with code {proc.returncode}:\n{handle.log_text()[-3000:]}")
+        try:
+            if httpx.get(f"{handle.url}/v2/health/ready", timeout=1.0).status_code == 200:
+                return handle
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    handle.stop()
+    raise MlkitError(f"the model server did not become ready within {timeout}s:\n{handle.log_text()[-3000:]}")

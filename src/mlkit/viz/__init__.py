@@ -1,0 +1,1 @@
+"""Drawing boxes, plots, and the ipywidgets viewers used by the notebooks."""

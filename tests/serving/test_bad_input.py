@@ -1,0 +1,96 @@
+"""Bad input against a real server: 400 (404 for unknown model/version) with a message, never 500."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bad_server(exported_model, tmp_path_factory, h):
+    from mlkit.serving.server import start_background_server
+
+    repo = tmp_path_factory.mktemp("badrepo")
+    h.make_version(repo, "helmet", 1, exported_model)
+    broken = repo / "broken" / "1"
+    broken.mkdir(parents=True)
+    (broken / "model.tflite").write_bytes(b"\x00" * 64)
+    (broken / "metadata.json").write_text((exported_model / "metadata.json").read_text())
+    nometa = repo / "nometa" / "1"
+    nometa.mkdir(parents=True)
+    (nometa / "model.tflite").write_bytes((exported_model / "model.tflite").read_bytes())
+    handle = start_background_server(repo, max_payload_mb=0.25, log_path=repo.parent / "bad.log")
+    yield handle
+    handle.stop()
+
+
+def post(server, path, **kw):
+    return httpx.post(f"{server.url}{path}", timeout=30, **kw)
+
+
+def assert_error(r, status, *words):
+    assert r.status_code == status, r.text
+    msg = r.json()["error"]
+    for w in words:
+        assert w in msg, msg
+
+
+V1, V2 = "/v1/models/helmet:predict", "/v2/models/helmet/infer"
+
+
+def test_malformed_json(bad_server):
+    hdr = {"content-type": "application/json"}
+    assert_error(post(bad_server, V1, content=b'{"instances": [', headers=hdr), 400, "request format")
+    assert_error(post(bad_server, V2, content=b'{"inputs": [', headers=hdr), 400, "JSON")
+    assert_error(post(bad_server, V2, json={"nothing": 1}), 400, "inputs")
+
+
+def test_wrong_shape_or_dtype(bad_server):
+    assert_error(post(bad_server, V1, json={"instances": [[[1, 2], [3, 4]]]}), 400, "shape")
+    four = {"inputs": [{"name": "image", "shape": [1, 2, 2, 4], "datatype": "UINT8", "data": [0] * 16}]}
+    assert_error(post(bad_server, V2, json=four), 400, "shape")
+    wrong = {"inputs": [{"name": "image", "shape": [1, 2, 2, 3], "datatype": "INT64", "data": [0] * 12}]}
+    assert_error(post(bad_server, V2, json=wrong), 400, "datatype")
+    short = {"inputs": [{"name": "image", "shape": [1, 2, 2, 3], "datatype": "UINT8", "data": [0] * 5}]}
+    assert_error(post(bad_server, V2, json=short), 400, "shape")
+    assert_error(post(bad_server, V1, json={"instances": [[[[300, 0, 0]]]]}), 400)
+    assert_error(post(bad_server, V1, json={"instances": [[[[1, 2, 3]]]], "parameters": {"score_threshold": 7}}),
+                 400, "score_threshold")
+
+
+def test_undecodable_image(bad_server):
+    junk = base64.b64encode(b"definitely not a jpeg").decode()
+    assert_error(post(bad_server, V1, json={"instances": [{"b64": junk}]}), 400, "decoded")
+    assert_error(post(bad_server, V1, json={"instances": [{"b64": "%%%"}]}), 400, "base64")
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [junk]}]}
+    assert_error(post(bad_server, V2, json=body), 400, "decoded")
+
+
+def test_empty_instances(bad_server):
+    assert_error(post(bad_server, V1, json={"instances": []}), 400, "empty")
+    body = {"inputs": [{"name": "image", "shape": [0], "datatype": "BYTES", "data": []}]}
+    assert_error(post(bad_server, V2, json=body), 400, "empty")
+
+
+def test_oversized_payload(bad_server):
+    big = {"instances": [{"b64": "A" * (400 * 1024)}]}
+    assert_error(post(bad_server, V1, json=big), 400, "exceeds the limit")
+
+
+def test_unknown_model_or_version(bad_server, images, h):
+    body, headers = h.v2_binary(images[:1])
+    assert_error(post(bad_server, "/v2/models/nope/infer", content=body, headers=headers), 404, "nope")
+    assert_error(post(bad_server, "/v2/models/helmet/versions/7/infer", content=body, headers=headers), 404, "7")
+    assert_error(post(bad_server, "/v1/models/nope:predict", json={"instances": []}), 404)
+
+
+def test_broken_models_logged_and_others_served(bad_server, images, h):
+    log = bad_server.log_text()
+    assert "cannot load model broken version 1" in log and "model.tflite" in log
+    assert "cannot load model nometa version 1" in log and "metadata.json" in log
+    assert httpx.get(f"{bad_server.url}/v2/models/broken/ready").status_code == 503
+    body, headers = h.v2_binary(images[:1])
+    assert post(bad_server, "/v2/models/broken/infer", content=body, headers=headers).status_code == 503
+    assert post(bad_server, V2, content=body, headers=headers).status_code == 200

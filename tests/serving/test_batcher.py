@@ -1,0 +1,76 @@
+"""Dynamic batching: the batcher alone, then merged requests on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from mlkit.serving.batcher import DynamicBatcher
+
+
+def test_merges_and_splits_in_order():
+    calls = []
+    threads = set()
+
+    def run(payloads):
+        calls.append([len(p) for p in payloads])
+        threads.add(threading.current_thread().name)
+        return [[x * 10 for x in p] for p in payloads]
+
+    async def go():
+        b = DynamicBatcher(run, model="unit", max_batch_size=5, max_latency_ms=100)
+        outs = await asyncio.gather(*(b.submit([i, i]) for i in range(4)))
+        await b.close()
+        return outs
+
+    outs = asyncio.run(go())
+    assert outs == [[i * 10, i * 10] for i in range(4)]
+    assert calls == [[2, 2], [2, 2]]  # 5 instances max: two requests of 2 per batch
+    assert len(threads) == 1
+
+
+def test_batching_off_never_waits_and_errors_reach_only_their_caller():
+    sizes = []
+
+    def run(payloads):
+        sizes.append(sum(len(p) for p in payloads))
+        return [ValueError("bad") if p == ["bad"] else p for p in payloads]
+
+    async def go():
+        b = DynamicBatcher(run, model="unit-off", max_batch_size=1, max_latency_ms=10_000)
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        ok = await b.submit(["x"])
+        assert loop.time() - t < 1.0
+        with pytest.raises(ValueError):
+            await b.submit(["bad"])
+        big = await b.submit(["a", "b", "c"])  # larger than max_batch_size: runs alone
+        await b.close()
+        return ok, big
+
+    ok, big = asyncio.run(go())
+    assert ok == ["x"] and big == ["a", "b", "c"] and sizes == [1, 1, 3]
+
+
+def test_server_merges_concurrent_requests_each_gets_its_own_result(model_repo, detector, images, h, tmp_path):
+    from mlkit.client.http import AsyncServingClient
+    from mlkit.serving.server import start_background_server
+
+    with start_background_server(model_repo, max_batch_size=8, max_latency_ms=300,
+                                 log_path=tmp_path / "server.log") as server:
+        many = [images[i % len(images)] for i in range(8)]
+
+        async def go():
+            async with AsyncServingClient(server.url, "helmet", protocol="v1", encoding="png") as client:
+                return await asyncio.gather(*(client.predict([im], score_threshold=h.SCORE) for im in many))
+
+        results = asyncio.run(go())
+        batches = h.metric(server.url, "mlkit_batch_size_count")
+        instances = h.metric(server.url, "mlkit_batch_size_sum")
+        assert h.metric(server.url, "mlkit_batch_queue_seconds_count") == 8
+    for im, [got] in zip(many, results, strict=True):
+        [want] = detector.predict([im], score_threshold=h.SCORE)
+        assert h.same(got, want)
+    assert instances == 8 and batches < 8, (batches, instances)

@@ -1,0 +1,85 @@
+"""Every protocol against a real server on 127.0.0.1 gives what TFLiteDetector gives directly."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import numpy as np
+
+from mlkit.serving.predictor import v2_detections
+
+
+def test_v1_b64_png(server, detector, images, h):
+    body = {"instances": [{"b64": base64.b64encode(h.png(im)).decode()} for im in images],
+            "parameters": {"score_threshold": h.SCORE, "iou_threshold": 0.6}}
+    r = httpx.post(f"{server.url}/v1/models/helmet:predict", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    want = detector.predict(images, score_threshold=h.SCORE, iou_threshold=0.6)
+    assert r.json()["predictions"] == [d.to_list(detector.meta.class_names) for d in want]
+    assert all(len(d) for d in want)
+
+
+def test_v2_rest_binary_bytes(server, detector, images, h):
+    body, headers = h.v2_binary(images[:3], {"score_threshold": h.SCORE})
+    r = httpx.post(f"{server.url}/v2/models/helmet/infer", content=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["model_name"] == "helmet" and data["model_version"] == "1"
+    shapes = {o["name"]: (o["shape"], o["datatype"]) for o in data["outputs"]}
+    assert shapes == {"boxes": ([3, 100, 4], "FP32"), "scores": ([3, 100], "FP32"),
+                      "classes": ([3, 100], "INT32"), "num_detections": ([3], "INT32")}
+    want = detector.predict(images[:3], score_threshold=h.SCORE)
+    for got, exp in zip(v2_detections(data), want, strict=True):
+        assert h.same(got, exp)
+
+
+def test_v2_rest_json_bytes_base64_and_uint8_tensor(server, detector, images, h):
+    img = images[1]
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                        "data": [base64.b64encode(h.png(img)).decode()]}],
+            "parameters": {"score_threshold": h.SCORE}}
+    r = httpx.post(f"{server.url}/v2/models/helmet/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    [want] = detector.predict([img], score_threshold=h.SCORE)
+    assert h.same(v2_detections(r.json())[0], want)
+    body = {"inputs": [{"name": "image", "shape": [1, *img.shape], "datatype": "UINT8",
+                        "data": img.reshape(-1).tolist()}], "parameters": {"score_threshold": h.SCORE}}
+    r = httpx.post(f"{server.url}/v2/models/helmet/infer", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    assert h.same(v2_detections(r.json())[0], want)
+
+
+def test_v2_grpc_bytes_and_uint8(server, detector, images, h):
+    from mlkit.client.grpc import GRPCServingClient
+
+    want = detector.predict(images[:2], score_threshold=h.SCORE)
+    with GRPCServingClient(server.grpc_url, "helmet", encoding="png", timeout=30) as client:
+        got = client.predict(images[:2], score_threshold=h.SCORE)
+    assert all(h.same(g, w) for g, w in zip(got, want, strict=True))
+    same_size = [images[0], np.ascontiguousarray(images[0][::-1])]
+    with GRPCServingClient(server.grpc_url, "helmet", encoding="raw", version=1) as client:
+        got = client.predict(same_size, score_threshold=h.SCORE)
+    want = detector.predict(same_size, score_threshold=h.SCORE)
+    assert all(h.same(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_versioned_infer_and_ready(server, images, h):
+    body, headers = h.v2_binary(images[:1])
+    r = httpx.post(f"{server.url}/v2/models/helmet/versions/1/infer", content=body, headers=headers, timeout=30)
+    assert r.status_code == 200 and r.json()["model_version"] == "1"
+    assert httpx.get(f"{server.url}/v2/models/helmet/versions/1/ready").status_code == 200
+
+
+def test_batching_off_runs_batch_size_one(server, images, h):
+    """The module server has max_batch_size=1: every batch holds one request's instances."""
+    import concurrent.futures
+
+    before_n, before_sum = h.metric(server.url, "mlkit_batch_size_count"), h.metric(server.url, "mlkit_batch_size_sum")
+    body = {"instances": [{"b64": base64.b64encode(h.png(images[0])).decode()}]}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: httpx.post(f"{server.url}/v1/models/helmet:predict", json=body,
+                                                   timeout=30).status_code, range(6)))
+    assert codes == [200] * 6
+    n = h.metric(server.url, "mlkit_batch_size_count") - before_n
+    assert n == 6 and h.metric(server.url, "mlkit_batch_size_sum") - before_sum == 6

@@ -1,0 +1,95 @@
+"""Model repository: versions, hot reload under load, KServe load/unload endpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+
+@pytest.fixture()
+def live(exported_model, tmp_path, h):
+    from mlkit.serving.server import start_background_server
+
+    repo = tmp_path / "repo"
+    h.make_version(repo, "helmet", 1, exported_model)
+    with start_background_server(repo, poll_seconds=0.3, max_batch_size=4, max_latency_ms=5,
+                                 log_path=tmp_path / "server.log") as server:
+        yield server, repo
+
+
+def test_scan_and_completeness(exported_model, tmp_path, h):
+    from mlkit.serving.repository import looks_complete, scan_versions
+
+    h.make_version(tmp_path, "a", 3, exported_model)
+    (tmp_path / "a" / "10").mkdir()
+    (tmp_path / "a" / "10" / "model.tflite").write_bytes(b"partial")
+    assert sorted(scan_versions(tmp_path)["a"]) == [3, 10]
+    assert looks_complete(tmp_path / "a" / "3") and not looks_complete(tmp_path / "a" / "10")
+    (tmp_path / "a" / "10" / "READY").touch()
+    assert looks_complete(tmp_path / "a" / "10")
+
+
+def test_hot_reload_under_load_zero_failures(live, exported_model, images, h):
+    server, repo = live
+    body, headers = h.v2_binary(images[:1])
+    versions, failures, stop = [], [], threading.Event()
+
+    def loop():
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                r = client.post(f"{server.url}/v2/models/helmet/infer", content=body, headers=headers)
+                if r.status_code == 200:
+                    versions.append(r.json()["model_version"])
+                else:
+                    failures.append((r.status_code, r.text))
+
+    workers = [threading.Thread(target=loop) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(0.5)
+        h.make_version(repo, "helmet", 2, exported_model)  # copy in version 2 while requests run
+        deadline = time.monotonic() + 30
+        while "2" not in versions and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+    assert not failures, failures[:3]
+    assert versions[0] == "1" and versions[-1] == "2" and "2" in versions
+    r = httpx.post(f"{server.url}/v2/models/helmet/versions/1/infer", content=body, headers=headers, timeout=30)
+    assert r.status_code == 200 and r.json()["model_version"] == "1"
+    assert "serving helmet version 2" in server.log_text()
+
+
+def test_incomplete_version_is_not_loaded(live, exported_model):
+    server, repo = live
+    partial = repo / "helmet" / "5"
+    partial.mkdir()
+    (partial / "model.tflite").write_bytes((exported_model / "model.tflite").read_bytes()[:1000])
+    time.sleep(1.2)
+    r = httpx.get(f"{server.url}/v2/models/helmet/versions/5/ready")
+    assert r.status_code == 404
+    assert httpx.get(f"{server.url}/v2/models/helmet/ready").status_code == 200
+
+
+def test_repository_load_unload_endpoints(live, images, h):
+    server, _ = live
+    body, headers = h.v2_binary(images[:1])
+    assert httpx.get(f"{server.url}/v2/models").json()["models"] == ["helmet"]
+    r = httpx.post(f"{server.url}/v2/repository/models/helmet/unload")
+    assert r.status_code == 200 and r.json() == {"name": "helmet", "unload": True}
+    assert httpx.post(f"{server.url}/v2/models/helmet/infer", content=body, headers=headers).status_code == 404
+    time.sleep(0.8)  # the watcher must not bring an unloaded model back
+    assert httpx.get(f"{server.url}/v2/models/helmet/ready").status_code == 404
+    r = httpx.post(f"{server.url}/v2/repository/models/helmet/load", timeout=30)
+    assert r.status_code == 200 and r.json() == {"name": "helmet", "load": True}
+    assert httpx.post(f"{server.url}/v2/models/helmet/infer", content=body, headers=headers,
+                      timeout=30).status_code == 200
+    assert httpx.post(f"{server.url}/v2/repository/models/nope/unload").status_code == 404
+    assert httpx.post(f"{server.url}/v2/repository/models/nope/load").status_code in (404, 503)
