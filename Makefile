@@ -37,5 +37,9 @@ lint: setup ## ruff
 compile: setup ## compile every pipeline to IR YAML (golden files in pipelines/golden)
 	$(MLKIT) pipeline compile --out pipelines/golden
 
+lab: setup ## JupyterLab on 127.0.0.1 with the notebooks and the .venv kernel
+	$(PY) -m ipykernel install --sys-prefix --name mlkit --display-name "mlkit (.venv)" >/dev/null
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+
 clean: ## remove generated outputs (keeps .venv and models/)
 	rm -rf demo-output runs local_outputs .pytest_cache

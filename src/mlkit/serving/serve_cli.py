@@ -1,4 +1,12 @@
-"""``mlkit serve``: run the model server on this machine (binds 127.0.0.1 unless told otherwise)."""
+"""``mlkit serve``: run the model server here, manage detached local servers, write and apply KServe manifests.
+
+``mlkit serve --model-dir DIR [--port N ...]`` (no subcommand) runs the server in the foreground until
+Ctrl-C, as it always has. Subcommands:
+
+- ``start NAME --model-dir DIR`` / ``stop [NAME]`` / ``status``: detached local servers (``mlkit.serving.lifecycle``)
+- ``manifest NAME --storage-uri URI [--runtime]``: print InferenceService (and ServingRuntime) YAML
+- ``deploy NAME --storage-uri URI`` / ``delete NAME``: apply to / remove from the cluster of your kubeconfig
+"""
 
 from __future__ import annotations
 
@@ -22,9 +30,10 @@ def _friendly(fn):
     return wrapper
 
 
-@click.command("serve")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Model repository: <name>/<version>/model.tflite + metadata.json.")
+@click.group("serve", invoke_without_command=True)
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model repository: <name>/<version>/model.tflite + metadata.json (required without a "
+                   "subcommand).")
 @click.option("--port", "http_port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               help="HTTP port (KServe v1 and v2 REST, /metrics).")
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="v2 gRPC port.")
@@ -39,13 +48,183 @@ def _friendly(fn):
               help="Largest request body; bigger ones get 400.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="How often to look for new model versions (hot reload).")
+@click.pass_context
 @_friendly
-def serve(model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, max_payload_mb,
+def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, max_payload_mb,
           poll_seconds) -> None:
-    """Serve every model in MODEL_DIR with KServe (v1/v2 REST and v2 gRPC) until Ctrl-C."""
+    """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
+
+    Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
+    (`mlkit serve --model-dir models/repo --port 8080`). The options below apply only to that form;
+    each subcommand has its own (`mlkit serve start --help`).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if model_dir is None:
+        raise click.UsageError("Missing option '--model-dir' (or use a subcommand: start, stop, status, manifest, "
+                               "deploy, delete).")
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
     from mlkit.serving.server import run_server
 
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
                max_latency_ms=max_latency_ms, num_threads=threads, max_payload_mb=max_payload_mb,
                poll_seconds=poll_seconds)
+
+
+# --------------------------------------------------------------------------- detached local servers
+@serve.command("start")
+@click.argument("name", default="default")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Model repository to serve.")
+@click.option("--port", "http_port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="HTTP port; a busy port (or 0) is replaced by a free one - use the printed URL.")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=8081, show_default=True,
+              help="v2 gRPC port (same rule).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds to wait for the server to be ready.")
+@click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")
+@_friendly
+def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, timeout,
+              replace) -> None:
+    """Start a detached server NAME (default: "default") that keeps running after this command."""
+    from mlkit.serving import lifecycle
+
+    state = lifecycle.start(name, model_dir, http_port=http_port, grpc_port=grpc_port, host=host,
+                            max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, threads=threads,
+                            timeout=timeout, replace=replace)
+    click.echo(f"server {name!r} ready at {state.url} (gRPC {state.grpc_url}, pid {state.pid}, log {state.log})")
+    click.echo(f"stop it with: mlkit serve stop {name}")
+
+
+@serve.command("stop")
+@click.argument("name", default="default")
+@click.option("--all", "stop_all", is_flag=True, help="Stop every recorded server.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL.")
+@_friendly
+def stop_cmd(name, stop_all, timeout) -> None:
+    """Stop detached server NAME (default: "default") and forget it."""
+    from mlkit.serving import lifecycle
+
+    names = [s.name for s, _ in lifecycle.status()] if stop_all else [name]
+    if not stop_all and lifecycle.get(name) is None:
+        raise MlkitError(f"no server named {name!r} is recorded in {lifecycle.state_dir()}; see: mlkit serve status")
+    for n in names:
+        stopped = lifecycle.stop(n, timeout=timeout)
+        click.echo(f"server {n!r} " + ("stopped" if stopped else "was not running; state removed"))
+
+
+@serve.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_friendly
+def status_cmd(as_json) -> None:
+    """List detached servers: name, pid, alive, URL, model folder."""
+    import json
+
+    from mlkit.serving import lifecycle
+
+    rows = lifecycle.status()
+    if as_json:
+        click.echo(json.dumps([{**s.to_dict(), "alive": alive} for s, alive in rows], indent=2))
+        return
+    if not rows:
+        click.echo(f"no servers recorded in {lifecycle.state_dir()}")
+        return
+    click.echo(f"{'name':<20} {'pid':>7} {'state':<7} {'url':<28} model_dir")
+    for s, alive in rows:
+        click.echo(f"{s.name:<20} {s.pid:>7} {'up' if alive else 'dead':<7} {s.url:<28} {s.model_dir}")
+
+
+# --------------------------------------------------------------------------- KServe manifests / cluster
+def _isvc_options(fn):
+    options = [
+        click.argument("name"),
+        click.option("--storage-uri", required=True, metavar="URI",
+                     help="Where the model repository is (s3://, gs://, pvc://, https://)."),
+        click.option("--namespace", default="kubeflow", show_default=True),
+        click.option("--image", default=None, metavar="IMAGE", help="Serving image [default: mlkit's image]."),
+        click.option("--max-batch-size", type=click.IntRange(min=1), default=None,
+                     help="KServe batcher and server batching: most instances per batch."),
+        click.option("--max-latency-ms", type=click.IntRange(min=0), default=None,
+                     help="KServe batcher: longest wait to fill a batch."),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--cpu", default="1", show_default=True),
+        click.option("--memory", default="1Gi", show_default=True),
+        click.option("--min-replicas", type=click.IntRange(min=0), default=1, show_default=True),
+        click.option("--raw", is_flag=True, help="RawDeployment mode (also exposes gRPC on 8081)."),
+        click.option("--runtime", is_flag=True,
+                     help="ServingRuntime + a modelFormat: tflite InferenceService instead of a custom container."),
+        click.option("--cluster-runtime", is_flag=True, help="With --runtime: a ClusterServingRuntime."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms, threads, cpu, memory,
+             min_replicas, raw, runtime, cluster_runtime) -> list:
+    from mlkit.serving import manifests
+
+    image = image or manifests.DEFAULT_IMAGE
+    if runtime:
+        if max_batch_size or max_latency_ms is not None or raw:
+            raise MlkitError("--max-batch-size, --max-latency-ms and --raw apply to the custom-container form; "
+                             "drop --runtime to use them")
+        return [manifests.serving_runtime(manifests.DEFAULT_RUNTIME, image, cluster=cluster_runtime,
+                                          namespace=namespace, cpu=cpu, memory=memory),
+                manifests.tflite_inference_service(name, storage_uri, manifests.DEFAULT_RUNTIME, namespace=namespace,
+                                                   min_replicas=min_replicas)]
+    if cluster_runtime:
+        raise MlkitError("--cluster-runtime needs --runtime")
+    return [manifests.inference_service(name, storage_uri, image=image, namespace=namespace, cpu=cpu, memory=memory,
+                                        max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
+                                        threads=threads, min_replicas=min_replicas,
+                                        deployment_mode="RawDeployment" if raw else "Serverless")]
+
+
+@serve.command("manifest")
+@_isvc_options
+@_friendly
+def manifest_cmd(**options) -> None:
+    """Print KServe YAML for InferenceService NAME (with --runtime: ServingRuntime + InferenceService).
+
+    Apply it with `kubectl apply -f -`.
+    """
+    from mlkit.serving import manifests
+
+    click.echo(manifests.to_yaml(*_objects(**options)), nl=False)
+
+
+@serve.command("deploy")
+@_isvc_options
+@click.option("--no-wait", is_flag=True, help="Return once created, without waiting for Ready.")
+@click.option("--timeout", type=click.IntRange(min=1), default=300, show_default=True)
+@_friendly
+def deploy_cmd(no_wait, timeout, **options) -> None:
+    """Create (or replace) InferenceService NAME on the cluster of your kubeconfig and wait until Ready.
+
+    With --runtime the ServingRuntime must already be installed (`mlkit serve manifest ... --runtime`
+    prints it; apply it once with kubectl).
+    """
+    from mlkit.serving import manifests
+
+    isvc = _objects(**options)[-1]
+    status = manifests.deploy(isvc, options["namespace"], wait=not no_wait, timeout=timeout)
+    where = f"{status['namespace']}/{status['name']}"
+    click.echo(f"InferenceService {where} " + (f"ready at {status['url']}" if status["ready"] else "created"))
+
+
+@serve.command("delete")
+@click.argument("name")
+@click.option("--namespace", default="kubeflow", show_default=True)
+@_friendly
+def delete_cmd(name, namespace) -> None:
+    """Delete InferenceService NAME from the cluster of your kubeconfig."""
+    from mlkit.serving import manifests
+
+    manifests.delete(name, namespace)
+    click.echo(f"InferenceService {namespace}/{name} deleted")
