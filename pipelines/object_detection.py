@@ -8,6 +8,8 @@ train-little | train-big  (Model + Metrics)
 convert-little | convert-big  (TFLite variants fp32,fp16,dynamic,int8 + fidelity Metrics)
 evaluate-little | evaluate-big  (tflite_variant: Metrics + ClassificationMetrics, returns mAP@0.5)
 If evaluate-big mAP@0.5 >= map_threshold:  publish  (model repository <name>/<version>/model.tflite)
+                                            -> serve    (serve_mode "local": detached server on 127.0.0.1,
+                                                         "cluster": KServe InferenceService; returns url)
 ```
 
 Two kfp.local 2.17 limits shape it (the same IR runs on a cluster):
@@ -23,6 +25,7 @@ Run locally: ``mlkit pipeline run object-detection --profile test`` (or ``run_lo
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotations of the pipeline functions.
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +40,7 @@ from components.download import component as download_component
 from components.evaluate import component as evaluate_component
 from components.generate_dataset import component as generate_component
 from components.publish import component as publish_component
+from components.serve import component as serve_component
 from components.train import component as train_component
 
 PIPELINE_NAME = "object-detection"
@@ -132,13 +136,15 @@ def build_pipeline(base_image: str | None = None, aws_secret: str | None = None,
     convert_op = convert_component.make_component(image)
     evaluate_op = evaluate_component.make_component(image)
     publish_op = publish_component.make_component(image)
+    serve_op = serve_component.make_component(image)
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Train the edge (little) and cloud (big) helmet detectors, convert them "
                               "to TFLite, evaluate, and publish both when the big model's mAP@0.5 passes "
-                              "the gate.")
+                              "the gate, then serve them (locally or as a KServe InferenceService).")
     def object_detection(dataset_uri: str = "", profile: str = "test", map_threshold: float = 0.0,
-                         tflite_variant: str = "int8") -> Outputs:
+                         tflite_variant: str = "int8", serve_mode: str = "local",
+                         serve_name: str = "object-detection") -> Outputs:
         source = dataset_source(dataset_uri=dataset_uri, profile=profile).set_display_name("dataset-source")
         data = source.output
         train, conv, ev = {}, {}, {}
@@ -150,9 +156,12 @@ def build_pipeline(base_image: str | None = None, aws_secret: str | None = None,
             ev[name] = cluster(evaluate_op(model=conv[name].outputs["tflite"], dataset=data,
                                            variant=tflite_variant).set_display_name(f"evaluate-{name}"))
         with dsl.If(ev["big"].outputs["Output"] >= map_threshold, name="map-gate"):
-            # Publishing writes a repository: always run it when the gate passes.
-            cluster(publish_op(little=conv["little"].outputs["tflite"], big=conv["big"].outputs["tflite"],
-                               variant=tflite_variant).set_display_name("publish").set_caching_options(False))
+            # Publishing writes a repository and serving starts a process: always run them when the gate passes.
+            published = cluster(publish_op(little=conv["little"].outputs["tflite"], big=conv["big"].outputs["tflite"],
+                                           variant=tflite_variant).set_display_name("publish")
+                                .set_caching_options(False))
+            cluster(serve_op(repository=published.outputs["repository"], mode=serve_mode, name=serve_name,
+                             image=image).set_display_name("serve").set_caching_options(False), secret=True)
         return Outputs(
             data,
             train["little"].outputs["model"], train["big"].outputs["model"],
@@ -171,10 +180,12 @@ object_detection = build_pipeline()
 
 # --------------------------------------------------------------------------- runs
 def run_arguments(dataset_uri: str = "", profile: str = "test", map_threshold: float | None = None,
-                  tflite_variant: str = "int8") -> dict:
+                  tflite_variant: str = "int8", serve_mode: str = "local",
+                  serve_name: str = "object-detection") -> dict:
     """Checked pipeline arguments; ``map_threshold`` defaults to the profile's ``map_gate``.
 
-    Raises ``MlkitError`` for an unknown profile or TFLite variant, before anything runs.
+    Raises ``MlkitError`` for an unknown profile, TFLite variant or serve mode, or a serve name that is not
+    a DNS-1035 label (an InferenceService name), before anything runs.
     """
     from mlkit.errors import MlkitError
     from mlkit.models.export import VARIANTS
@@ -183,13 +194,22 @@ def run_arguments(dataset_uri: str = "", profile: str = "test", map_threshold: f
     gate = get_profile(profile).map_gate if map_threshold is None else float(map_threshold)
     if tflite_variant not in VARIANTS:
         raise MlkitError(f"unknown TFLite variant {tflite_variant!r}; choose from {list(VARIANTS)}")
+    if serve_mode not in ("local", "cluster"):
+        raise MlkitError(f"serve_mode must be 'local' or 'cluster', got {serve_mode!r}")
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", serve_name):
+        raise MlkitError(f"serve_name {serve_name!r} must be a DNS-1035 label (lower-case letters, digits, '-')")
     return {"dataset_uri": dataset_uri, "profile": profile, "map_threshold": gate,
-            "tflite_variant": tflite_variant}
+            "tflite_variant": tflite_variant, "serve_mode": serve_mode, "serve_name": serve_name}
 
 
 def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "test",
-              map_threshold: float | None = None, tflite_variant: str = "int8") -> dict:
+              map_threshold: float | None = None, tflite_variant: str = "int8",
+              serve_name: str = "object-detection") -> dict:
     """Run the pipeline with kfp.local (one subprocess per task, this Python) and summarize its outputs.
+
+    When the gate passes, the serve step leaves a detached local server named ``serve_name`` running (its
+    URL is in the summary); stop it with ``mlkit serve stop <serve_name>`` or
+    ``mlkit.serving.lifecycle.stop(serve_name)``.
 
     Outputs land under ``pipeline_root/object-detection-<timestamp>/<task>/``. Raises ``MlkitError``
     for bad arguments (see ``run_arguments``) and ``RuntimeError`` naming the failed task when a task
@@ -199,7 +219,7 @@ def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "
 
     from kfp import local
 
-    arguments = run_arguments(dataset_uri, profile, map_threshold, tflite_variant)
+    arguments = run_arguments(dataset_uri, profile, map_threshold, tflite_variant, "local", serve_name)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
@@ -217,6 +237,10 @@ def summarize(outputs: dict[str, Any], map_threshold: float, tflite_variant: str
     """Paths and metrics of a finished local run, from the pipeline's output artifacts."""
     run_dir = Path(outputs["big_eval_metrics"].path).parents[1]  # <root>/<run>/<task>/<output>
     repository = run_dir / "publish" / "repository"
+    served = run_dir / "serve" / "executor_output.json"  # conditional task: not a pipeline output
+    url = None
+    if served.is_file():
+        url = json.loads(served.read_text()).get("parameterValues", {}).get("url")
     models = {}
     for name in MODELS:
         models[name] = {
@@ -235,6 +259,7 @@ def summarize(outputs: dict[str, Any], map_threshold: float, tflite_variant: str
         "models": models,
         "gate": {"big_map50": big_map50, "threshold": map_threshold, "passed": big_map50 >= map_threshold},
         "repository": str(repository) if repository.is_dir() else None,
+        "url": url,
     }
 
 
@@ -257,6 +282,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{name + ' tflite:':<14}{m['tflite']}")
     if summary["repository"]:
         lines.append(f"{'repository:':<14}{summary['repository']}")
+    if summary.get("url"):
+        lines.append(f"{'served at:':<14}{summary['url']}")
     return "\n".join(lines)
 
 

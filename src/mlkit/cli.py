@@ -196,6 +196,11 @@ def export_cmd(model_dir, out_dir, variants, data_root, calibration_images, thre
         rows = fidelity_report(model_dir, paths, load_split(data_root, "test"), num_threads=threads)
         atomic_write_text(Path(out_dir) / "fidelity.json", json.dumps([r.to_dict() for r in rows], indent=2))
         click.echo(fidelity_table(rows))
+        if (Path(model_dir) / "model_card.json").is_file():
+            from mlkit.models.card import write_card
+
+            write_card(model_dir, tflite={"command": " ".join(sys.argv), "out_dir": str(out_dir),
+                                          "interpreter_threads": threads, "fidelity": [r.to_dict() for r in rows]})
 
 
 @main.command("evaluate")
@@ -242,12 +247,13 @@ def predict_cmd(model, images, score_threshold, iou_threshold) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
               show_default=True)
 @click.option("--profile", type=click.Choice(["test", "demo", "full"]), default="demo", show_default=True)
+@click.option("--keep-serving", is_flag=True, help="Leave the local model server running at the end.")
 @friendly
-def demo_cmd(out_dir, profile) -> None:
-    """Run the object-detection scenario end to end and print edge/cloud accuracy and TFLite fidelity."""
+def demo_cmd(out_dir, profile, keep_serving) -> None:
+    """Run the object-detection scenario end to end: train, convert, evaluate, serve and query."""
     from mlkit.demo import run_demo
 
-    run_demo(out_dir, profile, echo=click.echo)
+    run_demo(out_dir, profile, echo=click.echo, keep_serving=keep_serving)
 
 
 def _register_subcommands() -> None:

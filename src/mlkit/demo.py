@@ -76,7 +76,32 @@ def prediction_grid(summary: dict, out_path: Path, count: int = 3, variant: str 
     return out_path
 
 
-def run_demo(out_dir: str | Path, profile: str = "demo", repo_root: Path | None = None, echo=print) -> dict:
+def query_served(summary: dict, count: int = 3) -> list[dict]:
+    """Ask the served models about a few test images over KServe v2 REST; one row per (model, image)."""
+    from mlkit.client.http import ServingClient
+    from mlkit.data.layout import load_split
+
+    test = load_split(summary["dataset"], "test")
+    rows = []
+    for name in ("little", "big"):
+        with ServingClient(summary["url"], name, protocol="v2") as client:
+            images = [test.load_image(i) for i in range(min(count, len(test)))]
+            for i, det in enumerate(client.predict(images)):
+                rows.append({"model": name, "image": test[i].path.name, "detections": len(det),
+                             "answer": det.to_list(test.class_names)[:3]})
+    return rows
+
+
+def format_answers(rows: list[dict], url: str) -> str:
+    lines = [f"Served at {url} (KServe v2 REST); answers for {len({r['image'] for r in rows})} test images:"]
+    for r in rows:
+        top = ", ".join(f"{d['label']} {d['score']:.2f}" for d in r["answer"]) or "nothing above the threshold"
+        lines.append(f"  {r['model']:<6} {r['image']:<18} {r['detections']:>2} boxes  e.g. {top}")
+    return "\n".join(lines)
+
+
+def run_demo(out_dir: str | Path, profile: str = "demo", repo_root: Path | None = None, echo=print,
+             keep_serving: bool = False) -> dict:
     from mlkit.pipeline_cli import load_pipeline
 
     out_dir = Path(out_dir).resolve()
@@ -88,10 +113,24 @@ def run_demo(out_dir: str | Path, profile: str = "demo", repo_root: Path | None 
     table = format_table(summary)
     echo("")
     echo(table)
+    answers = []
+    if summary.get("url"):
+        from mlkit.serving import lifecycle
+
+        try:
+            answers = query_served(summary)
+            echo("")
+            echo(format_answers(answers, summary["url"]))
+        finally:
+            if not keep_serving:
+                lifecycle.stop("object-detection")
+        if keep_serving:
+            echo("the server keeps running; stop it with: mlkit serve stop object-detection")
     grid = prediction_grid(summary, out_dir / "predictions.jpg")
     refs = reference_models(module.__file__ and Path(module.__file__).resolve().parents[1] / "models")
     report = {"profile": profile, "wall_seconds": round(time.time() - t0, 1), "summary": summary,
-              "fidelity": fidelity_rows(summary), "reference_models": refs, "predictions": str(grid)}
+              "fidelity": fidelity_rows(summary), "reference_models": refs, "predictions": str(grid),
+              "served_answers": answers}
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=str))
     md = ["# mlkit demo report", "", f"Profile `{profile}`, wall time {report['wall_seconds']:.0f} s.", "",
           "```", table, "```", "", "![predictions: ground truth, little, big](predictions.jpg)", ""]

@@ -194,11 +194,13 @@ def compile_cmd(names: tuple[str, ...], out_dir: Path, base_image: str | None, a
 @click.option("--experiment", default=None, help="Experiment to file the run under (created if absent).")
 @click.option("--run-name", default=None, help="Run name shown in the UI.")
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs).")
+@click.option("--serve-mode", type=click.Choice(["cluster", "local"]), default="cluster", show_default=True,
+              help="cluster: deploy a KServe InferenceService; local: a server inside the task's pod (testing).")
 @_run_options
 @_cluster_options
 @_friendly
 def submit_cmd(name: str, host: str, experiment: str | None, run_name: str | None, namespace: str | None,
-               profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
+               serve_mode: str, profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
                base_image: str | None, aws_secret: str | None, pvc: str | None,
                pvc_mount: str | None) -> None:
     """Compile pipeline NAME and start a run of it on a Kubeflow Pipelines cluster."""
@@ -210,6 +212,8 @@ def submit_cmd(name: str, host: str, experiment: str | None, run_name: str | Non
     module = load_pipeline(name)
     arguments: dict[str, Any] = module.run_arguments(
         dataset_uri=dataset_uri, profile=profile, map_threshold=map_threshold, tflite_variant=tflite_variant)
+    if "serve_mode" in arguments:
+        arguments["serve_mode"] = serve_mode
     with tempfile.TemporaryDirectory(prefix="mlkit-submit-") as tmp:
         package = compile_pipeline(name, Path(tmp) / f"{name}.yaml", base_image=base_image,
                                    aws_secret=aws_secret, pvc=pvc, pvc_mount=mount)

@@ -53,15 +53,35 @@ def _artifact(run_dir: Path, task: str, key: str) -> dict:
     return _executor_output(run_dir, task)["artifacts"][key]["artifacts"][0]
 
 
+SERVE_NAME = "object-detection"  # the pipeline's default serve_name
+
+
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
-    """One kfp.local run of the whole pipeline on the test profile, through the CLI."""
+    """One kfp.local run of the whole pipeline on the test profile, through the CLI.
+
+    The serve step leaves a detached server running; its state goes to a temporary MLKIT_STATE_DIR
+    (inherited by the kfp.local task processes) and the teardown stops it.
+    """
+    import os
+
+    from mlkit.serving import lifecycle
+
     root = tmp_path_factory.mktemp("pipeline-root")
-    result = CliRunner().invoke(pipeline, ["run", "object-detection", "--profile", "test",
-                                           "--pipeline-root", str(root)])
-    assert result.exit_code == 0, result.output[-4000:]
-    (run_dir,) = root.glob("object-detection-*")
-    return run_dir, result.output
+    previous = os.environ.get(lifecycle.STATE_DIR_ENV)
+    os.environ[lifecycle.STATE_DIR_ENV] = str(tmp_path_factory.mktemp("serve-state"))
+    try:
+        result = CliRunner().invoke(pipeline, ["run", "object-detection", "--profile", "test",
+                                               "--pipeline-root", str(root)])
+        assert result.exit_code == 0, result.output[-4000:]
+        (run_dir,) = root.glob("object-detection-*")
+        yield run_dir, result.output
+    finally:
+        lifecycle.stop(SERVE_NAME)
+        if previous is None:
+            os.environ.pop(lifecycle.STATE_DIR_ENV, None)
+        else:
+            os.environ[lifecycle.STATE_DIR_ENV] = previous
 
 
 @pytest.mark.slow
@@ -102,6 +122,31 @@ def test_gate_passed_and_publish_ran(pipeline_run):
         assert json.loads((repo / name / "1" / "metadata.json").read_text())["name"] == name
     assert "passed, models published" in output
     assert f"repository:   {repo}" in output
+
+
+@pytest.mark.slow
+def test_serve_step_left_a_working_server(pipeline_run):
+    """After publish, the serve step started a detached server on the repository; the summary prints its URL."""
+    import httpx
+    import numpy as np
+
+    from mlkit.client.http import ServingClient
+    from mlkit.serving import lifecycle
+
+    run_dir, output = pipeline_run
+    url = _executor_output(run_dir, "serve")["parameterValues"]["url"]
+    endpoint = _artifact(run_dir, "serve", "endpoint")["metadata"]
+    assert endpoint["url"] == url and endpoint["mode"] == "local"
+    assert endpoint["model_dir"] == str(Path(_artifact(run_dir, "publish", "repository")["uri"]).resolve())
+    assert f"served at:    {url}" in output
+    state = lifecycle.get(SERVE_NAME)
+    assert state is not None and state.url == url and state.alive
+    for model in ("little", "big"):
+        assert httpx.get(f"{url}/v2/models/{model}/ready", timeout=5).status_code == 200
+    image = np.zeros((96, 128, 3), np.uint8)
+    with ServingClient(url, "big", encoding="png") as client:
+        (detections,) = client.predict([image], score_threshold=0.0)
+    assert len(detections.scores) == len(detections.boxes)
 
 
 @pytest.mark.slow

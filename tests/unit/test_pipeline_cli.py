@@ -19,7 +19,7 @@ from mlkit.pipeline_cli import find_repo_root, pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_EXECUTORS = {"exec-convert", "exec-convert-2", "exec-download", "exec-evaluate", "exec-evaluate-2",
-                 "exec-generate-dataset", "exec-publish", "exec-train", "exec-train-2"}
+                 "exec-generate-dataset", "exec-publish", "exec-serve", "exec-train", "exec-train-2"}
 
 
 def invoke(*args):
@@ -70,7 +70,7 @@ def test_compile_writes_every_pipeline(tmp_path):
     spec = docs[0]
     assert spec["pipelineInfo"]["name"] == "object-detection"
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"dataset_uri", "profile", "map_threshold",
-                                                                    "tflite_variant"}
+                                                                    "tflite_variant", "serve_mode", "serve_name"}
     executors = spec["deploymentSpec"]["executors"]
     containers = {k: v["container"] for k, v in executors.items() if "container" in v}
     assert set(containers) == ALL_EXECUTORS
@@ -88,7 +88,7 @@ def test_compile_cluster_flags_produce_kubernetes_config(tmp_path):
     for name, config in executors.items():
         assert config["pvcMount"][0]["mountPath"] == "/mnt/nfs"
         assert config["pvcMount"][0]["pvcNameParameter"]["runtimeValue"]["constant"] == "detection-data"
-        with_secret = name in ("exec-download", "exec-convert", "exec-convert-2")
+        with_secret = name in ("exec-download", "exec-convert", "exec-convert-2", "exec-serve")  # serve uploads
         assert ("secretAsEnv" in config) == with_secret, name
         if with_secret:
             (secret,) = config["secretAsEnv"]
@@ -160,9 +160,10 @@ def test_submit_sends_a_compiled_package_with_cluster_settings(fake_client):
     assert client.host == "http://kfp.example:8080"
     (call,) = client.calls
     assert call["experiment_name"] == "helmets" and call["run_name"] == "nightly"
-    # map_threshold defaults to the demo profile's gate
+    # map_threshold defaults to the demo profile's gate; a submitted run deploys an InferenceService
     assert call["arguments"] == {"dataset_uri": "s3://bucket/helmets", "profile": "demo",
-                                 "map_threshold": 0.05, "tflite_variant": "int8"}
+                                 "map_threshold": 0.05, "tflite_variant": "int8", "serve_mode": "cluster",
+                                 "serve_name": "object-detection"}
     spec, platform = call["package"]
     assert spec["pipelineInfo"]["name"] == "object-detection"
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == set(call["arguments"])
@@ -221,6 +222,9 @@ def test_run_forwards_options_and_prints_the_summary(tmp_path, monkeypatch):
         seen.update(arguments, pipeline_root=pipeline_root)
         run_dir = Path(pipeline_root) / "object-detection-2026-01-01"
         (run_dir / "publish" / "repository").mkdir(parents=True)
+        (run_dir / "serve").mkdir()
+        (run_dir / "serve" / "executor_output.json").write_text(
+            json.dumps({"parameterValues": {"url": "http://127.0.0.1:8080"}}))
         gate = od.run_arguments(**arguments)["map_threshold"]
         return od.summarize(_fake_outputs(run_dir), gate, arguments["tflite_variant"])
 
@@ -232,6 +236,7 @@ def test_run_forwards_options_and_prints_the_summary(tmp_path, monkeypatch):
                     "tflite_variant": "int8"}
     assert "gate: big mAP@0.5 0.420 >= 0.4: passed, models published" in r.output
     assert str(tmp_path / "object-detection-2026-01-01" / "publish" / "repository") in r.output
+    assert "served at:    http://127.0.0.1:8080" in r.output
     assert "little" in r.output and "0.420" in r.output
 
 
@@ -264,4 +269,10 @@ def test_run_arguments_fill_the_profile_gate():
 
     assert od.run_arguments(profile="full")["map_threshold"] == 0.5
     assert od.run_arguments(profile="full", map_threshold=0.1)["map_threshold"] == 0.1
+    from mlkit.errors import MlkitError
+
+    with pytest.raises(MlkitError, match="serve_mode"):
+        od.run_arguments(serve_mode="edge")
+    with pytest.raises(MlkitError, match="DNS-1035"):
+        od.run_arguments(serve_name="Object_Detection")
     assert json.dumps(od.run_arguments())  # plain JSON values: they go to kfp.Client as run arguments
