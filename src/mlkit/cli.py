@@ -5,7 +5,6 @@ User errors (``MlkitError``) print a one-line message and exit 2, never a traceb
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
@@ -13,22 +12,7 @@ from pathlib import Path
 
 import click
 
-from mlkit.errors import MlkitError
-
-
-def friendly(fn):
-    """Turn user errors into click errors: a message and exit code 2, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MlkitError as exc:
-            raise click.UsageError(str(exc)) from None
-        except FileNotFoundError as exc:
-            raise click.UsageError(f"file not found: {exc.filename or exc}") from None
-
-    return wrapper
+from mlkit.clitools import friendly
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,6 @@ Registered in ``mlkit.cli`` with ``main.add_command(pipeline)``.
 
 from __future__ import annotations
 
-import functools
 import sys
 import tempfile
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import click
 
+from mlkit.clitools import friendly
 from mlkit.errors import MlkitError
 
 _MARKERS = ("pipelines/__init__.py", "components/__init__.py")
@@ -29,18 +29,6 @@ _VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 _PROFILES = ("test", "demo", "full")
 DEFAULT_PIPELINE_ROOT = Path("runs/pipelines")
 DEFAULT_COMPILE_DIR = Path("build/pipelines")
-
-
-def _friendly(fn: Callable) -> Callable:
-    """``mlkit.cli.friendly``, looked up when the command runs (cli.py imports this module)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from mlkit.cli import friendly
-
-        return friendly(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------- locating pipelines
@@ -153,7 +141,7 @@ def pipeline() -> None:
 @click.option("--pipeline-root", type=click.Path(file_okay=False, path_type=Path),
               default=DEFAULT_PIPELINE_ROOT, show_default=True,
               help="Where task outputs land (one folder per run).")
-@_friendly
+@friendly
 def run_cmd(name: str, profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
             pipeline_root: Path) -> None:
     """Run pipeline NAME on this machine with kfp.local (e.g. object-detection)."""
@@ -172,7 +160,7 @@ def run_cmd(name: str, profile: str, dataset_uri: str, map_threshold: float | No
               default=DEFAULT_COMPILE_DIR, show_default=True,
               help="Folder for <pipeline>.yaml files (pipelines/golden refreshes the golden files).")
 @_cluster_options
-@_friendly
+@friendly
 def compile_cmd(names: tuple[str, ...], out_dir: Path, base_image: str | None, aws_secret: str | None,
                 pvc: str | None, pvc_mount: str | None) -> None:
     """Compile pipelines NAMES (default: all registered) to KFP IR YAML."""
@@ -198,7 +186,7 @@ def compile_cmd(names: tuple[str, ...], out_dir: Path, base_image: str | None, a
               help="cluster: deploy a KServe InferenceService; local: a server inside the task's pod (testing).")
 @_run_options
 @_cluster_options
-@_friendly
+@friendly
 def submit_cmd(name: str, host: str, experiment: str | None, run_name: str | None, namespace: str | None,
                serve_mode: str, profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
                base_image: str | None, aws_secret: str | None, pvc: str | None,

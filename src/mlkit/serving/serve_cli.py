@@ -10,24 +10,13 @@ Ctrl-C, as it always has. Subcommands:
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import click
 
+from mlkit.clitools import friendly
 from mlkit.errors import MlkitError
-
-
-def _friendly(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MlkitError as exc:
-            raise click.UsageError(str(exc)) from None
-
-    return wrapper
 
 
 @click.group("serve", invoke_without_command=True)
@@ -49,7 +38,7 @@ def _friendly(fn):
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="How often to look for new model versions (hot reload).")
 @click.pass_context
-@_friendly
+@friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, max_payload_mb,
           poll_seconds) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
@@ -87,7 +76,7 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds to wait for the server to be ready.")
 @click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")
-@_friendly
+@friendly
 def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, timeout,
               replace) -> None:
     """Start a detached server NAME (default: "default") that keeps running after this command."""
@@ -105,7 +94,7 @@ def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_l
 @click.option("--all", "stop_all", is_flag=True, help="Stop every recorded server.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds between SIGTERM and SIGKILL.")
-@_friendly
+@friendly
 def stop_cmd(name, stop_all, timeout) -> None:
     """Stop detached server NAME (default: "default") and forget it."""
     from mlkit.serving import lifecycle
@@ -120,7 +109,7 @@ def stop_cmd(name, stop_all, timeout) -> None:
 
 @serve.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def status_cmd(as_json) -> None:
     """List detached servers: name, pid, alive, URL, model folder."""
     import json
@@ -188,7 +177,7 @@ def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms
 
 @serve.command("manifest")
 @_isvc_options
-@_friendly
+@friendly
 def manifest_cmd(**options) -> None:
     """Print KServe YAML for InferenceService NAME (with --runtime: ServingRuntime + InferenceService).
 
@@ -203,7 +192,7 @@ def manifest_cmd(**options) -> None:
 @_isvc_options
 @click.option("--no-wait", is_flag=True, help="Return once created, without waiting for Ready.")
 @click.option("--timeout", type=click.IntRange(min=1), default=300, show_default=True)
-@_friendly
+@friendly
 def deploy_cmd(no_wait, timeout, **options) -> None:
     """Create (or replace) InferenceService NAME on the cluster of your kubeconfig and wait until Ready.
 
@@ -221,7 +210,7 @@ def deploy_cmd(no_wait, timeout, **options) -> None:
 @serve.command("delete")
 @click.argument("name")
 @click.option("--namespace", default="kubeflow", show_default=True)
-@_friendly
+@friendly
 def delete_cmd(name, namespace) -> None:
     """Delete InferenceService NAME from the cluster of your kubeconfig."""
     from mlkit.serving import manifests

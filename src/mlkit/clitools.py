@@ -1,0 +1,24 @@
+"""Shared by every click command group: turn user errors into one-line usage errors."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from mlkit.errors import MlkitError
+
+
+def friendly(fn):
+    """``MlkitError`` (and a missing file) become a click usage error: a message and exit code 2, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MlkitError as exc:
+            raise click.UsageError(str(exc)) from None
+        except FileNotFoundError as exc:
+            raise click.UsageError(f"file not found: {exc.filename or exc}") from None
+
+    return wrapper
