@@ -162,7 +162,7 @@ def test_submit_sends_a_compiled_package_with_cluster_settings(fake_client):
     assert call["experiment_name"] == "helmets" and call["run_name"] == "nightly"
     # map_threshold defaults to the demo profile's gate; a submitted run deploys an InferenceService
     assert call["arguments"] == {"dataset_uri": "s3://bucket/helmets", "profile": "demo",
-                                 "map_threshold": 0.05, "tflite_variant": "int8", "serve_mode": "cluster",
+                                 "map_threshold": 0.02, "tflite_variant": "int8", "serve_mode": "cluster",
                                  "serve_name": "object-detection"}
     spec, platform = call["package"]
     assert spec["pipelineInfo"]["name"] == "object-detection"
