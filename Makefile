@@ -26,7 +26,7 @@ demo: setup ## train, convert, evaluate and serve the helmet detectors (demo pro
 	$(MLKIT) demo --out demo-output
 
 test: setup ## the whole suite: unit, components, pipelines, servers, notebooks
-	$(PY) -m pytest -q tests components notebooks --nbval-lax
+	$(PY) -m pytest -q --durations=15 tests components notebooks --nbval-lax
 
 test-fast: setup ## unit tests only
 	$(PY) -m pytest -q tests/unit
