@@ -82,10 +82,10 @@ def query_served(summary: dict, count: int = 3) -> list[dict]:
     from mlkit.data.layout import load_split
 
     test = load_split(summary["dataset"], "test")
+    images = [test.load_image(i) for i in range(min(count, len(test)))]
     rows = []
     for name in ("little", "big"):
         with ServingClient(summary["url"], name, protocol="v2") as client:
-            images = [test.load_image(i) for i in range(min(count, len(test)))]
             for i, det in enumerate(client.predict(images)):
                 rows.append({"model": name, "image": test[i].path.name, "detections": len(det),
                              "answer": det.to_list(test.class_names)[:3]})
@@ -102,7 +102,7 @@ def format_answers(rows: list[dict], url: str) -> str:
 
 def run_demo(out_dir: str | Path, profile: str = "demo", repo_root: Path | None = None, echo=print,
              keep_serving: bool = False) -> dict:
-    from mlkit.pipeline_cli import load_pipeline
+    from mlkit.pipeline_cli import find_repo_root, load_pipeline
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def run_demo(out_dir: str | Path, profile: str = "demo", repo_root: Path | None 
         if keep_serving:
             echo("the server keeps running; stop it with: mlkit serve stop object-detection")
     grid = prediction_grid(summary, out_dir / "predictions.jpg")
-    refs = reference_models(module.__file__ and Path(module.__file__).resolve().parents[1] / "models")
+    refs = reference_models(find_repo_root(repo_root) / "models")
     report = {"profile": profile, "wall_seconds": round(time.time() - t0, 1), "summary": summary,
               "fidelity": fidelity_rows(summary), "reference_models": refs, "predictions": str(grid),
               "served_answers": answers}
