@@ -13,7 +13,12 @@ from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mlkit.serving", description="Serve a folder of mlkit TFLite models "
                                 "(<name>/<version>/model.tflite + metadata.json) with KServe v1/v2 REST and v2 gRPC.")
-    p.add_argument("--model-dir", default="/mnt/models", help="Model repository folder.")
+    p.add_argument("--model-dir", default=None,
+                   help="Model repository folder [default: /mnt/models, or none with --graph-config].")
+    p.add_argument("--graph-config", default=None,
+                   help="Pipeline config (config.json): serve its models and pipelines too (mlkit.serving.graph).")
+    p.add_argument("--graph-step", default=None, metavar="PIPELINE/NODE",
+                   help="With --graph-config: serve only this node, as one step of a KServe InferenceGraph.")
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--grpc-port", type=int, default=8081)
     p.add_argument("--host", default="0.0.0.0", help="Address to bind (0.0.0.0 in a container).")
@@ -23,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-payload-mb", type=float, default=DEFAULT_MAX_PAYLOAD_MB, help="Largest request body.")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="How often to look for new model versions.")
     p.add_argument("--no-watch", action="store_true", help="Do not hot-reload new versions.")
+    p.add_argument("--response-delay-ms", type=float, default=0.0,
+                   help="Fault injection: hold every inference answer this long (tests of slow-cloud handling).")
     return p.parse_args(argv)
 
 
@@ -34,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     from mlkit.serving.server import run_server
 
     try:
-        run_server(args.model_dir, http_port=args.http_port, grpc_port=args.grpc_port, host=args.host,
+        model_dir = args.model_dir or (None if args.graph_config else "/mnt/models")
+        run_server(model_dir, http_port=args.http_port, grpc_port=args.grpc_port, host=args.host,
                    max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
                    num_threads=args.threads, max_payload_mb=args.max_payload_mb,
-                   poll_seconds=args.poll_seconds, watch=not args.no_watch)
+                   poll_seconds=args.poll_seconds, watch=not args.no_watch,
+                   response_delay_ms=args.response_delay_ms, graph_config=args.graph_config,
+                   graph_step=args.graph_step)
     except MlkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -113,7 +113,7 @@ def _make_dataplane_class():
     return VersionedDataPlane
 
 
-def _install_routes(app, dataplane, max_payload_bytes: int) -> None:
+def _install_routes(app, dataplane, max_payload_bytes: int, response_delay_ms: float = 0.0) -> None:
     """v2 infer/ready routes that run before KServe's own (first registered route wins)."""
     from fastapi import Response
     from fastapi.responses import ORJSONResponse
@@ -159,6 +159,10 @@ def _install_routes(app, dataplane, max_payload_bytes: int) -> None:
     app.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", versioned_ready,
                       methods=["GET"], response_model=None)
     app.add_middleware(PayloadLimit, max_bytes=max_payload_bytes)
+    if response_delay_ms > 0:
+        from mlkit.serving.faults import ResponseDelay
+
+        app.add_middleware(ResponseDelay, delay_ms=response_delay_ms)
 
 
 def _make_server_class():
@@ -197,12 +201,13 @@ def _make_server_class():
         """``kserve.ModelServer`` bound to ``host``, with mlkit's routes, payload limit and model watcher."""
 
         def __init__(self, repository, *, host: str = "127.0.0.1", max_payload_bytes: int,
-                     watch: bool = True, **kw) -> None:
+                     watch: bool = True, response_delay_ms: float = 0.0, **kw) -> None:
             super().__init__(registered_models=repository, **kw)
             self.host = host
             self.repository = repository
             self.max_payload_bytes = max_payload_bytes
             self.watch = watch
+            self.response_delay_ms = response_delay_ms
             self.dataplane = _make_dataplane_class()(model_registry=repository)
             _enable_mlkit_loggers()
 
@@ -215,7 +220,7 @@ def _make_server_class():
             ready = [n for n, m in self.repository.get_models().items() if m.ready]
             if not ready:
                 log.warning("no model is ready under %s; serving anyway (load models later)", self.repository.root)
-            _install_routes(kms.app, self.dataplane, self.max_payload_bytes)
+            _install_routes(kms.app, self.dataplane, self.max_payload_bytes, self.response_delay_ms)
             self._rest_server = RESTServer(kms.FASTAPI_APP_IMPORT_STRING, self.dataplane,
                                            self.model_repository_extension, self.http_port,
                                            grace_period=self.grace_period, event_loop="asyncio",
@@ -249,27 +254,44 @@ def _make_server_class():
 def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 8081, host: str = "127.0.0.1",
                  max_batch_size: int = 1, max_latency_ms: float = 5.0, num_threads: int = 1,
                  max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB, poll_seconds: float = 2.0,
-                 watch: bool = True, enable_grpc: bool = True):
-    """Load every model under ``model_dir`` and return a ready-to-``start()`` server (not started)."""
+                 watch: bool = True, enable_grpc: bool = True, response_delay_ms: float = 0.0,
+                 graph_config: str | Path | None = None, graph_step: str | None = None):
+    """Load every model under ``model_dir`` and return a ready-to-``start()`` server (not started).
+
+    ``graph_config``: a pipeline config (``mlkit.serving.graph``) whose models and pipelines are served too
+    (``model_dir`` may then be None); ``graph_step`` (``PIPELINE/NODE``): serve only that node, as one step
+    of a KServe InferenceGraph.
+    """
     from mlkit.serving.repository import TFLiteModelRepository
 
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
+    if graph_step is not None:
+        model_dir = None  # a step serves its node only, whatever else the storage holds
+    if model_dir is None and graph_config is None:
+        raise MlkitError("give a model folder, a pipeline config (graph_config), or both")
+    model_dir = Path(model_dir) if model_dir is not None else None
+    if model_dir is not None and not model_dir.is_dir():
         raise MlkitError(f"model folder {model_dir} does not exist (expected <name>/<version>/model.tflite)")
     if max_batch_size < 1:
         raise MlkitError(f"max_batch_size must be >= 1, got {max_batch_size}")
     if max_latency_ms < 0 or max_payload_mb <= 0 or num_threads < 1 or poll_seconds <= 0:
         raise MlkitError("max_latency_ms must be >= 0, max_payload_mb and poll_seconds > 0, threads >= 1")
+    if response_delay_ms < 0:
+        raise MlkitError(f"response_delay_ms must be >= 0, got {response_delay_ms}")
     repository = TFLiteModelRepository(model_dir, num_threads=num_threads, max_batch_size=max_batch_size,
                                        max_latency_ms=max_latency_ms, poll_seconds=poll_seconds)
     server = _make_server_class()(repository, host=host, max_payload_bytes=int(max_payload_mb * 1024 * 1024),
                                   watch=watch, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc,
-                                  grace_period=2, enable_latency_logging=False)
+                                  grace_period=2, enable_latency_logging=False,
+                                  response_delay_ms=response_delay_ms)
     repository.load_models()
+    if graph_config is not None:
+        from mlkit.serving.graph.serving import attach_graph
+
+        attach_graph(repository, graph_config, step=graph_step)
     return server
 
 
-def run_server(model_dir: str | Path, **kw) -> None:
+def run_server(model_dir: str | Path | None, **kw) -> None:
     """Build and run the server until SIGINT/SIGTERM (same keywords as ``build_server``)."""
     build_server(model_dir, **kw).start()
 
@@ -307,19 +329,24 @@ class BackgroundServer:
         self.stop()
 
 
-def start_background_server(model_dir: str | Path, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
+def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
                             num_threads: int = 1, max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB,
                             poll_seconds: float = 2.0, timeout: float = 60.0,
-                            log_path: str | Path | None = None) -> BackgroundServer:
+                            log_path: str | Path | None = None, http_port: int | None = None,
+                            response_delay_ms: float = 0.0,
+                            graph_config: str | Path | None = None) -> BackgroundServer:
     """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers."""
     import httpx
 
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = http_port or free_port(), free_port()
     log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="mlkit-serve-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "mlkit.serving", "--model-dir", str(model_dir), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "mlkit.serving", "--host", "127.0.0.1",
            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
            "--max-latency-ms", str(max_latency_ms), "--threads", str(num_threads),
-           "--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds)]
+           "--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
+           "--response-delay-ms", str(response_delay_ms)]
+    cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []
+    cmd += ["--graph-config", str(graph_config)] if graph_config is not None else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)

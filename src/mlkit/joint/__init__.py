@@ -1,0 +1,11 @@
+"""Joint inference: the little model at the edge on every frame, hard frames to the big model in the cloud.
+
+- ``mlkit.joint.worker``: ``JointWorker`` (edge inference, hard-example mining, ordered results)
+- ``mlkit.joint.cloud``: ``CloudClient`` (asynchronous, bounded in flight, timeout, fallback reasons)
+- ``mlkit.joint.outputs``: the seed's output folders, JSON lines and the clean hard-example store
+- ``mlkit.joint.stats``: ``JointStats`` (counts, upload ratio, bytes, latency percentiles)
+- ``mlkit.joint.spec``: the JointInferenceService YAML
+- ``mlkit.joint.evaluate``: mAP of edge-only, cloud-only and joint, threshold sweeps per filter
+
+Nothing here imports TensorFlow, KFP or KServe: it runs on an edge box with ``pip install "mlkit[edge]"``.
+"""

@@ -1,0 +1,262 @@
+"""How good is joint inference? mAP@0.5 of edge-only, cloud-only and joint, and each filter's trade-off.
+
+Both models predict every image once (score threshold 0.05, as for mAP everywhere in mlkit). A frame's
+joint result is the cloud's when the filter calls it hard, else the edge's, so a filter's whole
+threshold sweep costs no extra inference: each filter scores every frame once, and each sweep point
+only re-decides and re-scores mAP (pycocotools).
+
+Sweep points are placed at target upload ratios (quantiles of the filter's scores), so every filter -
+Random included - is compared over the same range of uploads. Thresholds are chosen on a tuning split
+(``val``) under an upload budget and then reported on the test split, so the headline number is not
+tuned on the data it is reported on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mlkit.data.dataset import Dataset
+from mlkit.detections import Detections
+from mlkit.errors import MlkitError
+
+MAP_SCORE_THRESHOLD = 0.05
+TARGET_RATIOS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8)
+DEFAULT_FILTERS = (
+    {"method": "IBT", "param": {"threshold_img": 0.9, "threshold_box": 0.9}},  # the helmet examples' setting
+    {"method": "IBT", "param": {"threshold_box": 0.5}},  # Sedna's default box threshold
+    {"method": "CrossEntropy", "param": {}},
+    {"method": "Threshold", "param": {}},
+    {"method": "Uncertainty", "param": {}},
+    {"method": "ScoreMargin", "param": {}},
+    {"method": "Random", "param": {"seed": 0}},
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    filter: str
+    value: float  # of the filter's sweep_param
+    upload_ratio: float
+    map50: float
+
+
+@dataclasses.dataclass
+class FilterResult:
+    filter: str
+    spec: dict
+    sweep_param: str
+    points: list[SweepPoint]
+    chosen_value: float | None = None  # tuned on the tuning split under the upload budget
+    test_upload_ratio: float | None = None
+    test_map50: float | None = None
+    gain_over_random: float | None = None  # mean mAP gain over Random at equal upload ratio (interpolated)
+
+
+@dataclasses.dataclass
+class JointEvaluation:
+    num_images: int
+    edge_map50: float
+    cloud_map50: float
+    upload_budget: float
+    filters: list[FilterResult]
+    bytes_jpeg: float  # mean JPEG bytes of an uploaded frame
+    bytes_json_list: float  # Sedna's encoding of the same frames: the pixels as a JSON nested list
+    tuned_on: str
+
+    @property
+    def best(self) -> FilterResult:
+        ok = [f for f in self.filters if f.test_map50 is not None and f.filter != "Random"]
+        if not ok:
+            raise MlkitError("no filter has a tuned result")
+        return max(ok, key=lambda f: f.test_map50)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["best"] = self.best.filter
+        d["best_fraction_of_cloud"] = self.best.test_map50 / self.cloud_map50 if self.cloud_map50 else None
+        d["bytes_ratio"] = self.bytes_jpeg / self.bytes_json_list if self.bytes_json_list else None
+        return d
+
+    def table(self) -> str:
+        width = max(14, *(len(f.filter) + 2 for f in self.filters))
+        lines = [f"{self.num_images} test images   edge-only mAP@0.5 {self.edge_map50:.3f}   "
+                 f"cloud-only {self.cloud_map50:.3f}   budget <= {100 * self.upload_budget:.0f}% uploads "
+                 f"(thresholds tuned on {self.tuned_on})",
+                 f"{'filter':<{width}}{'param':<24}{'value':>8}{'upload':>9}{'mAP@0.5':>9}{'of cloud':>10}"
+                 f"{'vs Random':>11}"]
+        for f in self.filters:
+            if f.test_map50 is None:
+                lines.append(f"{f.filter:<{width}}{f.sweep_param:<24}{'-':>8}  no threshold meets the budget")
+                continue
+            gain = "" if f.gain_over_random is None else f"{f.gain_over_random:+.3f}"
+            lines.append(f"{f.filter:<{width}}{f.sweep_param:<24}{f.chosen_value:>8.3f}"
+                         f"{100 * f.test_upload_ratio:>8.1f}%"
+                         f"{f.test_map50:>9.3f}{100 * f.test_map50 / self.cloud_map50:>9.1f}%{gain:>11}")
+        lines.append(f"bytes per uploaded frame: JPEG {self.bytes_jpeg:,.0f} vs JSON list {self.bytes_json_list:,.0f} "
+                     f"(1/{self.bytes_json_list / max(self.bytes_jpeg, 1):.0f})")
+        return "\n".join(lines)
+
+
+def predict_dataset(dataset: Dataset, predict: Callable[[list[np.ndarray]], list[Detections]], desc: str,
+                    show_progress: bool = True) -> list[Detections]:
+    from tqdm.auto import tqdm
+
+    out = []
+    for i in tqdm(range(len(dataset)), desc=desc, unit="img", disable=not show_progress):
+        out.extend(predict([dataset.load_image(i)]))
+    return out
+
+
+def _joint(edge: Sequence[Detections], cloud: Sequence[Detections], hard: np.ndarray) -> list[Detections]:
+    return [c if h else e for e, c, h in zip(edge, cloud, hard, strict=True)]
+
+
+def _value_for_cut(f, cut: float) -> float:
+    """Invert the filter's (affine) map from its sweep parameter to the cut on the score."""
+    a = f.cut_from(0.0)
+    b = f.cut_from(1.0) - a
+    value = max(0.0, (cut - a) / b)
+    try:
+        f.cut(value)
+    except MlkitError:  # past a bounded parameter's top (a "<" cut just above a score of 1.0)
+        value = 1.0
+    return float(value)
+
+
+def sweep_values(f, scores: np.ndarray, ratios: Sequence[float] = TARGET_RATIOS) -> list[float]:
+    """Values of ``f.sweep_param`` that upload about each target ratio of these frames."""
+    values = []
+    for q in ratios:
+        cut = np.quantile(scores, q) if f.hard_if == "<" else np.quantile(scores, 1 - q)
+        if f.hard_if == "<":
+            cut = np.nextafter(cut, np.inf) + f.tolerance  # include the quantile frame itself
+        values.append(round(_value_for_cut(f, float(cut)), 6))
+    return sorted(set(values))
+
+
+def sweep_filter(f, dataset: Dataset, edge: Sequence[Detections], cloud: Sequence[Detections],
+                 values: Sequence[float] | None = None) -> tuple[list[SweepPoint], np.ndarray]:
+    from mlkit.evaluation.coco_map import coco_map
+
+    scores = np.array([f.score(d) for d in edge])
+    values = sweep_values(f, scores) if values is None else values
+    points = []
+    for v in values:
+        hard = np.asarray(f.decide(scores, v), bool).reshape(-1)
+        points.append(SweepPoint(f.name, float(v), float(hard.mean()),
+                                 float(coco_map(dataset, _joint(edge, cloud, hard))["map50"])))
+    return sorted(points, key=lambda p: p.upload_ratio), scores
+
+
+def _choose(points: Sequence[SweepPoint], budget: float) -> SweepPoint | None:
+    ok = [p for p in points if p.upload_ratio <= budget + 1e-9]
+    return max(ok, key=lambda p: (p.map50, -p.upload_ratio)) if ok else None
+
+
+def _gain_over(points: Sequence[SweepPoint], reference: Sequence[SweepPoint]) -> float | None:
+    ref = sorted(reference, key=lambda p: p.upload_ratio)
+    xs, ys = [p.upload_ratio for p in ref], [p.map50 for p in ref]
+    inside = [p for p in points if xs[0] <= p.upload_ratio <= xs[-1]]
+    if not inside:
+        return None
+    return float(np.mean([p.map50 - np.interp(p.upload_ratio, xs, ys) for p in inside]))
+
+
+def _label(f, methods: Sequence[str]) -> str:
+    """The method name, plus its fixed parameters when the same method is swept more than once."""
+    if methods.count(f.name) < 2:
+        return f.name
+    fixed = {k: v for k, v in f.params.model_dump().items() if k != f.sweep_param}
+    args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fixed.items())
+    return f"{f.name}({args})"
+
+
+def json_list_bytes(image: np.ndarray) -> int:
+    """Size of Sedna's upload: the frame as a JSON nested list of pixel values."""
+    return len(json.dumps(image.tolist(), separators=(", ", ": ")))
+
+
+def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: Sequence[Detections], *,
+                   tune: Dataset | None = None, edge_tune: Sequence[Detections] | None = None,
+                   cloud_tune: Sequence[Detections] | None = None, filters: Sequence[dict] = DEFAULT_FILTERS,
+                   upload_budget: float = 0.3, jpeg_quality: int = 85, show_progress: bool = True) -> JointEvaluation:
+    """Sweep every filter, tune each on ``tune`` (default: the test set itself) and report on ``test``."""
+    from tqdm.auto import tqdm
+
+    from mlkit.evaluation.coco_map import coco_map
+    from mlkit.joint.worker import encode_jpeg
+    from mlkit.mining import build_filter
+
+    if len(test) == 0:
+        raise MlkitError("the test set has no images")
+    if not 0 < upload_budget <= 1:
+        raise MlkitError(f"upload_budget must be in (0, 1], got {upload_budget}")
+    tuned_on = "val" if tune is not None else "test (no tuning split given)"
+    if tune is None:
+        tune, edge_tune, cloud_tune = test, edge_test, cloud_test
+    results = []
+    built = [build_filter(spec) for spec in filters]
+    methods = [f.name for f in built]
+    for f in tqdm(built, desc="sweep filters", unit="filter", disable=not show_progress):
+        if f.sweep_param is None:
+            raise MlkitError(f"{f.name} has no threshold to sweep; leave it out of the sweep")
+        tune_points, _ = sweep_filter(f, tune, edge_tune, cloud_tune)
+        points = tune_points if tune is test else sweep_filter(f, test, edge_test, cloud_test)[0]
+        res = FilterResult(_label(f, methods), f.spec, f.sweep_param, points)
+        chosen = _choose(tune_points, upload_budget)
+        if chosen is not None:
+            res.chosen_value = chosen.value
+            if tune is test:
+                res.test_upload_ratio, res.test_map50 = chosen.upload_ratio, chosen.map50
+            else:
+                (p,), _ = sweep_filter(f, test, edge_test, cloud_test, [chosen.value])
+                res.test_upload_ratio, res.test_map50 = p.upload_ratio, p.map50
+        results.append(res)
+    random = next((r for r in results if r.filter == "Random"), None)
+    if random is not None:
+        for r in results:
+            if r is not random:
+                r.gain_over_random = _gain_over(r.points, random.points)
+    sample = [test.load_image(i) for i in range(min(3, len(test)))]
+    jpeg = float(np.mean([len(encode_jpeg(im, jpeg_quality)) for im in sample]))
+    js = float(np.mean([json_list_bytes(im) for im in sample]))
+    return JointEvaluation(len(test), float(coco_map(test, edge_test)["map50"]),
+                           float(coco_map(test, cloud_test)["map50"]), upload_budget, results, jpeg, js, tuned_on)
+
+
+def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
+    """mAP@0.5 against upload ratio, one line per filter, with edge-only and cloud-only marked."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for f in evaluation.filters:
+        xs = [0.0] + [p.upload_ratio for p in f.points] + [1.0]
+        ys = [evaluation.edge_map50] + [p.map50 for p in f.points] + [evaluation.cloud_map50]
+        style = {"color": "grey", "linestyle": "--"} if f.filter == "Random" else {}
+        ax.plot(xs, ys, marker="o", markersize=3, label=f.filter, **style)
+    ax.axhline(evaluation.cloud_map50, color="black", linewidth=0.8, linestyle=":", label="cloud only")
+    ax.axhline(0.97 * evaluation.cloud_map50, color="green", linewidth=0.8, linestyle=":", label="97% of cloud")
+    ax.axvline(evaluation.upload_budget, color="red", linewidth=0.8, linestyle=":", label="upload budget")
+    ax.set_xlabel("upload ratio (hard frames sent to the cloud)")
+    ax.set_ylabel("joint mAP@0.5")
+    ax.set_title(f"Hard-example mining on {evaluation.num_images} test images")
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    if path is not None:
+        from mlkit.data.atomic import atomic_path
+
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+    return fig

@@ -1,0 +1,209 @@
+"""The JointInferenceService YAML, shaped like the seed's (edgeWorker / cloudWorker / hardExampleMining).
+
+::
+
+    apiVersion: mlkit.io/v1
+    kind: JointInferenceService
+    metadata: {name: helmet-detection-inference-example}
+    spec:
+      edgeWorker:
+        model: {name: little, url: models/little/tflite/int8}
+        hardExampleMining:
+          name: IBT
+          parameters:
+            - {key: threshold_img, value: "0.9"}
+            - {key: threshold_box, value: "0.9"}
+        workerSpec:
+          parameters:
+            - {key: video_url, value: data/video.avi}
+            - {key: all_examples_inference_output, value: joint-output/all_examples_inference_output}
+      cloudWorker:
+        model: {name: big}
+        workerSpec:
+          parameters:
+            - {key: endpoint, value: "http://127.0.0.1:8080"}
+            - {key: timeout_ms, value: "2000"}
+
+Parameter values are strings, as in Kubernetes; each known key has a type and is converted and checked
+here. Unknown fields and keys are refused with the list of known ones. ``nodeName`` and the
+``workerSpec`` script fields of the seed are accepted and ignored: mlkit's worker is the script.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlkit.errors import MlkitError
+
+# key -> (type, default, help)
+EDGE_PARAMETERS: dict[str, tuple[type, Any, str]] = {
+    "video_url": (str, None, "video file, RTSP/HTTP URL or camera index (required)"),
+    "input_shape": (str, None, "informational; the model's metadata.json decides the input size"),
+    "all_examples_inference_output": (str, None, "folder: every frame with the final result drawn"),
+    "hard_example_edge_inference_output": (str, None, "folder: hard frames with the edge boxes drawn"),
+    "hard_example_cloud_inference_output": (str, None, "folder: hard frames with the cloud boxes drawn"),
+    "hard_example_store": (str, None, "folder: clean hard frames + sidecar predictions, for relabelling"),
+    "results": (str, None, "JSON-lines file, one record per frame"),
+    "stats": (str, None, "JSON file with the final statistics"),
+    "score_threshold": (float, 0.05, "edge boxes kept for mining and results"),
+    "display_threshold": (float, 0.3, "boxes drawn on output images"),
+    "jpeg_quality": (int, 85, "quality of the JPEG sent to the cloud"),
+    "num_threads": (int, 1, "TFLite interpreter threads at the edge"),
+    "max_frames": (int, 0, "stop after this many frames (0 = whole source)"),
+    "realtime": (bool, False, "read a file at its own frame rate instead of as fast as possible"),
+    "report_seconds": (float, 30.0, "period of the statistics line"),
+}
+CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
+    "endpoint": (str, None, "http://host:port of the KServe server (required)"),
+    "input_shape": (str, None, "informational; the served model decides"),
+    "protocol": (str, "v2", "v1 (JSON, base64) or v2 (binary JPEG)"),
+    "timeout_ms": (float, 2000.0, "per-call timeout; on expiry the edge result stands"),
+    "max_in_flight": (int, 8, "cloud calls out at once; a hard frame beyond that keeps its edge result"),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class KeyValue(_Strict):
+    key: str
+    value: str | int | float | bool
+
+
+class ModelRef(_Strict):
+    name: str
+    url: str | None = None  # a local model (edge): .tflite file or folder; the cloud uses name at its endpoint
+
+
+class HardExampleMining(_Strict):
+    name: str
+    parameters: list[KeyValue] = Field(default_factory=list)
+
+
+class WorkerSpec(_Strict):
+    scriptDir: str | None = None
+    scriptBootFile: str | None = None
+    frameworkType: str | None = None
+    frameworkVersion: str | None = None
+    parameters: list[KeyValue] = Field(default_factory=list)
+
+
+class EdgeWorker(_Strict):
+    model: ModelRef
+    nodeName: str | None = None
+    hardExampleMining: HardExampleMining
+    workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
+
+
+class CloudWorker(_Strict):
+    model: ModelRef
+    nodeName: str | None = None
+    workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
+
+
+class ServiceSpec(_Strict):
+    edgeWorker: EdgeWorker
+    cloudWorker: CloudWorker | None = None  # absent: edge only
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = "joint-inference"
+    namespace: str | None = None
+
+
+class JointInferenceService(_Strict):
+    apiVersion: str = "mlkit.io/v1"
+    kind: str = "JointInferenceService"
+    metadata: Metadata = Field(default_factory=Metadata)
+    spec: ServiceSpec
+
+    def edge_parameters(self) -> dict[str, Any]:
+        return _typed(self.spec.edgeWorker.workerSpec.parameters, EDGE_PARAMETERS, "spec.edgeWorker")
+
+    def cloud_parameters(self) -> dict[str, Any] | None:
+        if self.spec.cloudWorker is None:
+            return None
+        return _typed(self.spec.cloudWorker.workerSpec.parameters, CLOUD_PARAMETERS, "spec.cloudWorker")
+
+    def mining_spec(self) -> dict:
+        """``{"method": ..., "param": {...}}`` for ``mlkit.mining.build_filter``."""
+        hem = self.spec.edgeWorker.hardExampleMining
+        return {"method": hem.name, "param": {kv.key: _scalar(kv.value) for kv in hem.parameters}}
+
+
+def _scalar(value: Any) -> Any:
+    """"0.9" -> 0.9, "3" -> 3, "true" -> True; other strings stay strings (the filter checks types)."""
+    if not isinstance(value, str):
+        return value
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, int | float | bool) else value
+
+
+def _typed(pairs: list[KeyValue], known: dict[str, tuple[type, Any, str]], where: str) -> dict[str, Any]:
+    out = {k: default for k, (_, default, _) in known.items()}
+    seen = set()
+    for kv in pairs:
+        if kv.key not in known:
+            raise MlkitError(f"{where}.workerSpec.parameters: unknown key {kv.key!r}; known keys: "
+                             + ", ".join(sorted(known)))
+        if kv.key in seen:
+            raise MlkitError(f"{where}.workerSpec.parameters: key {kv.key!r} is given twice")
+        seen.add(kv.key)
+        typ = known[kv.key][0]
+        value = _scalar(kv.value) if typ is not str else str(kv.value)
+        try:
+            if typ is bool:
+                if not isinstance(value, bool):
+                    raise ValueError("expected true or false")
+            elif typ is int:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError("expected an integer")
+            elif typ is float:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError("expected a number")
+                value = float(value)
+        except ValueError as exc:
+            raise MlkitError(f"{where}.workerSpec.parameters: {kv.key}={kv.value!r}: {exc}") from None
+        out[kv.key] = value
+    return out
+
+
+def load_service(path: str | Path) -> JointInferenceService:
+    """Read and validate a JointInferenceService YAML; every problem is an ``MlkitError`` naming the field."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlkitError(f"joint-inference config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise MlkitError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise MlkitError(f"{path}: expected a mapping with 'spec', got {type(data).__name__}")
+    try:
+        service = JointInferenceService.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise MlkitError(f"{path}: {problems}") from None
+    if service.kind != "JointInferenceService":
+        raise MlkitError(f"{path}: kind must be JointInferenceService, got {service.kind!r}")
+    edge = service.edge_parameters()
+    if not edge["video_url"]:
+        raise MlkitError(f"{path}: spec.edgeWorker.workerSpec.parameters needs video_url (the video source)")
+    if service.spec.edgeWorker.model.url is None:
+        raise MlkitError(f"{path}: spec.edgeWorker.model.url must point to the edge model (.tflite or folder)")
+    cloud = service.cloud_parameters()
+    if cloud is not None and not cloud["endpoint"]:
+        raise MlkitError(f"{path}: spec.cloudWorker.workerSpec.parameters needs endpoint (http://host:port)")
+    return service

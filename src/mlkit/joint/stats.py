@@ -1,0 +1,85 @@
+"""Joint-inference statistics: every frame once, every hard frame once (Sedna counts hard frames twice)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+
+import numpy as np
+
+
+def percentiles(values: list[float], qs: tuple[int, ...] = (50, 95, 99)) -> dict[str, float | None]:
+    """``{"p50": ..., ...}`` in the unit of ``values``; ``None`` when there are no values."""
+    if not values:
+        return {f"p{q}": None for q in qs}
+    arr = np.asarray(values, np.float64)
+    return {f"p{q}": round(float(np.percentile(arr, q)), 3) for q in qs}
+
+
+@dataclasses.dataclass
+class JointStats:
+    """Running counters of a joint-inference run; ``snapshot()`` gives the JSON form."""
+
+    frames: int = 0
+    hard_frames: int = 0
+    cloud_results: int = 0
+    bytes_uploaded: int = 0
+    fallbacks: Counter = dataclasses.field(default_factory=Counter)
+    edge_ms: list[float] = dataclasses.field(default_factory=list)
+    cloud_ms: list[float] = dataclasses.field(default_factory=list)
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def record(self, *, is_hard: bool, edge_ms: float, cloud_ms: float | None, uploaded_bytes: int,
+               fallback: str | None) -> None:
+        self.frames += 1
+        self.edge_ms.append(edge_ms)
+        if is_hard:
+            self.hard_frames += 1
+            self.bytes_uploaded += uploaded_bytes
+            if fallback is None:
+                self.cloud_results += 1
+            else:
+                self.fallbacks[fallback] += 1
+            if cloud_ms is not None:
+                self.cloud_ms.append(cloud_ms)
+
+    @property
+    def upload_ratio(self) -> float:
+        return self.hard_frames / self.frames if self.frames else 0.0
+
+    @property
+    def fallback_count(self) -> int:
+        return sum(self.fallbacks.values())
+
+    def snapshot(self) -> dict:
+        elapsed = time.monotonic() - self.started
+        uploads = self.hard_frames - self.fallbacks.get("busy", 0)
+        return {
+            "frames": self.frames,
+            "hard_frames": self.hard_frames,
+            "upload_ratio": round(self.upload_ratio, 4),
+            "cloud_results": self.cloud_results,
+            "fallbacks": self.fallback_count,
+            "fallback_reasons": dict(sorted(self.fallbacks.items())),
+            "bytes_uploaded": self.bytes_uploaded,
+            "bytes_per_upload": round(self.bytes_uploaded / uploads, 1) if uploads > 0 else None,
+            "fps": round(self.frames / elapsed, 2) if elapsed > 0 else None,
+            "edge_ms": percentiles(self.edge_ms),
+            "cloud_ms": percentiles(self.cloud_ms),
+            "elapsed_s": round(elapsed, 2),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.snapshot(), indent=2)
+
+    def line(self) -> str:
+        """One line for the periodic log."""
+        s = self.snapshot()
+        reasons = ", ".join(f"{k} {v}" for k, v in s["fallback_reasons"].items()) or "none"
+        return (f"frames {s['frames']}  hard {s['hard_frames']} ({100 * s['upload_ratio']:.1f}%)  "
+                f"cloud ok {s['cloud_results']}  fallbacks {s['fallbacks']} ({reasons})  "
+                f"uploaded {s['bytes_uploaded'] / 1024:.0f} KiB  fps {s['fps']}  "
+                f"edge p50/p95 {s['edge_ms']['p50']}/{s['edge_ms']['p95']} ms  "
+                f"cloud p50/p95 {s['cloud_ms']['p50']}/{s['cloud_ms']['p95']} ms")

@@ -1,0 +1,175 @@
+"""The edge worker: the little model on every frame, hard frames to the cloud, one result per frame in order.
+
+The edge loop never waits for the cloud. A hard frame is JPEG-encoded and handed to ``CloudClient``,
+which answers later through a future; the loop goes on with the next frame. Results leave in frame
+order: a finished frame waits only for earlier frames whose cloud answer is still out, and each of
+those is bounded by the cloud timeout. When the cloud fails (timeout, connection, 5xx) or is busy,
+the edge result is the final result and the reason is recorded.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from mlkit.detections import Detections
+from mlkit.errors import MlkitError
+from mlkit.joint.cloud import CloudClient, CloudOutcome
+from mlkit.joint.stats import JointStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """The final answer for one frame and how it was reached."""
+
+    index: int
+    timestamp: float
+    is_hard: bool
+    hem_score: float
+    edge: Detections
+    cloud: Detections | None
+    fallback: str | None  # why the edge result stands for a hard frame (None: cloud answered, or easy)
+    edge_ms: float
+    cloud_ms: float | None
+    latency_ms: float  # from capture to the final result
+    uploaded_bytes: int = 0
+
+    @property
+    def final(self) -> Detections:
+        return self.cloud if self.cloud is not None else self.edge
+
+    @property
+    def source(self) -> str:
+        return "cloud" if self.cloud is not None else "edge"
+
+    def record(self, class_names: Sequence[str]) -> dict:
+        """The JSON-lines record."""
+        return {"frame": self.index, "timestamp": round(self.timestamp, 4), "is_hard": self.is_hard,
+                "hem_score": round(self.hem_score, 5), "source": self.source, "fallback": self.fallback,
+                "edge": self.edge.to_list(class_names),
+                "cloud": None if self.cloud is None else self.cloud.to_list(class_names),
+                "final": self.final.to_list(class_names),
+                "edge_ms": round(self.edge_ms, 3),
+                "cloud_ms": None if self.cloud_ms is None else round(self.cloud_ms, 3),
+                "latency_ms": round(self.latency_ms, 3), "uploaded_bytes": self.uploaded_bytes}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    score_threshold: float = 0.05  # edge boxes kept for the filter and the results (drawing uses its own)
+    jpeg_quality: int = 85  # the uploaded frame
+    report_every_s: float = 30.0  # periodic statistics line (Sedna's period); 0 = never
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise MlkitError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise MlkitError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+
+
+@dataclasses.dataclass
+class _Pending:
+    frame: Any
+    edge: Detections
+    judgement: Any
+    edge_ms: float
+    uploaded: int
+    future: Any  # concurrent.futures.Future[CloudOutcome] | None
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise MlkitError("could not JPEG-encode a frame")
+    return buf.tobytes()
+
+
+class JointWorker:
+    """``run(frames)`` yields one ``FrameResult`` per frame, in order.
+
+    ``edge`` is anything with ``predict(images, score_threshold=...) -> [Detections]`` (a
+    ``TFLiteDetector``); ``hem`` a hard-example filter (``mlkit.mining``); ``cloud`` a ``CloudClient``,
+    or None to run edge-only. Frames have ``index``, ``image`` (RGB), ``timestamp`` and ``captured``
+    (``time.perf_counter()`` at capture), like ``mlkit.client.video.Frame``.
+    """
+
+    def __init__(self, edge, hem, cloud: CloudClient | None, config: WorkerConfig | None = None,
+                 on_result: Callable[[FrameResult, np.ndarray], None] | None = None,
+                 report: Callable[[str], None] | None = None) -> None:
+        self.edge, self.hem, self.cloud = edge, hem, cloud
+        self.config = config or WorkerConfig()
+        self.on_result = on_result
+        self.report = report or log.info
+        self.stats = JointStats()
+
+    def _finish(self, p: _Pending, outcome: CloudOutcome | None) -> FrameResult:
+        cloud = cloud_ms = fallback = None
+        if p.judgement.is_hard:
+            if outcome is None:
+                fallback = "no_cloud"
+            else:
+                cloud, fallback, cloud_ms = outcome.detections, outcome.fallback, outcome.latency_ms
+                if fallback is not None and fallback != "busy":
+                    log.debug("frame %d: cloud %s (%s); keeping the edge result", p.frame.index, fallback,
+                              outcome.detail)
+        result = FrameResult(p.frame.index, float(p.frame.timestamp), bool(p.judgement.is_hard),
+                             float(p.judgement.score), p.edge, cloud, fallback, p.edge_ms, cloud_ms,
+                             (time.perf_counter() - p.frame.captured) * 1000, p.uploaded)
+        self.stats.record(is_hard=result.is_hard, edge_ms=result.edge_ms, cloud_ms=cloud_ms,
+                          uploaded_bytes=p.uploaded, fallback=fallback)
+        if self.on_result is not None:
+            self.on_result(result, p.frame.image)
+        return result
+
+    def _edge(self, frame) -> _Pending:
+        t0 = time.perf_counter()
+        (det,) = self.edge.predict([frame.image], score_threshold=self.config.score_threshold)
+        judgement = self.hem.judge(det)
+        edge_ms = (time.perf_counter() - t0) * 1000
+        future, uploaded = None, 0
+        if judgement.is_hard and self.cloud is not None:
+            jpeg = encode_jpeg(frame.image, self.config.jpeg_quality)
+            future = self.cloud.submit(jpeg)
+            uploaded = len(jpeg)
+        return _Pending(frame, det, judgement, edge_ms, uploaded, future)
+
+    def run(self, frames: Iterable) -> Iterator[FrameResult]:
+        pending: collections.deque[_Pending] = collections.deque()
+        last_report = time.monotonic()
+        for frame in frames:
+            pending.append(self._edge(frame))
+            # Release every finished frame at the head; a frame still waiting for the cloud holds the
+            # later ones back (order), but never the edge loop.
+            while pending and (pending[0].future is None or pending[0].future.done()):
+                p = pending.popleft()
+                yield self._finish(p, None if p.future is None else p.future.result())
+            if self.config.report_every_s and time.monotonic() - last_report >= self.config.report_every_s:
+                self.report(self.stats.line())
+                last_report = time.monotonic()
+        timeout = None if self.cloud is None else self.cloud.config.timeout_s + 5.0
+        while pending:
+            p = pending.popleft()
+            # The cloud call has its own timeout; the extra margin only guards against a stuck loop.
+            yield self._finish(p, None if p.future is None else p.future.result(timeout=timeout))
+        if self.config.report_every_s:
+            self.report(self.stats.line())
+
+
+@dataclasses.dataclass(frozen=True)
+class StillFrame:
+    """A dataset image presented as a frame (for evaluation and tests)."""
+
+    index: int
+    image: np.ndarray
+    timestamp: float = 0.0
+    captured: float = dataclasses.field(default_factory=time.perf_counter)

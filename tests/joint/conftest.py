@@ -1,0 +1,82 @@
+"""Fixtures for joint inference: the committed little model at the edge, a real cloud server, frames."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LITTLE = ROOT / "models" / "little" / "tflite"
+
+
+@pytest.fixture(scope="session")
+def edge_model():
+    from mlkit.models.predict import TFLiteDetector
+
+    path = LITTLE / "int8" / "model.tflite"
+    if not path.is_file():
+        pytest.skip(f"the committed edge model {path} is missing")
+    return TFLiteDetector(path)
+
+
+@pytest.fixture(scope="session")
+def cloud_repo(tmp_path_factory) -> Path:
+    """A repository serving the little fp32 model under the name "big" (the real big model is too slow here)."""
+    repo = tmp_path_factory.mktemp("cloud-repo")
+    dest = repo / "big" / "1"
+    dest.mkdir(parents=True)
+    for name in ("model.tflite", "metadata.json"):
+        shutil.copy2(LITTLE / "fp32" / name, dest / name)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def frames(tmp_path_factory):
+    """12 synthetic site images (deterministic) as frames."""
+    from mlkit.data.layout import load_split
+    from mlkit.data.synthetic.generate import SyntheticSpec, generate_dataset
+    from mlkit.joint.worker import StillFrame
+
+    out = tmp_path_factory.mktemp("frames")
+    test = load_split(generate_dataset(out, SyntheticSpec(train=0, val=0, test=12, seed=3), workers=1,
+                                       show_progress=False), "test")
+    return [StillFrame(i, test.load_image(i), timestamp=i / 10) for i in range(len(test))]
+
+
+class _Always500(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = b'{"error": "injected failure"}'
+        self.send_response(500)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server_500():
+    """A real HTTP server on 127.0.0.1 that answers every POST with 500."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Always500)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def cloud_server(cloud_repo, tmp_path_factory):
+    """A real mlkit server on 127.0.0.1 serving "big" (batching off)."""
+    from mlkit.serving.server import start_background_server
+
+    handle = start_background_server(cloud_repo, log_path=tmp_path_factory.mktemp("log") / "cloud.log")
+    yield handle
+    handle.stop()

@@ -1,0 +1,79 @@
+"""`mlkit joint run` on a real video against a real server, and the offline joint evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from mlkit.cli import main
+from mlkit.joint.cli import EXAMPLE
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    from mlkit.data.synthetic.video import VideoSpec, render_video
+
+    path = tmp_path_factory.mktemp("video") / "site.avi"
+    render_video(path, VideoSpec(frames=10, fps=10.0, width=320, height=240, seed=2), show_progress=False)
+    return path
+
+
+def test_joint_run_cli_end_to_end(video, cloud_server, tmp_path):
+    data = yaml.safe_load(EXAMPLE.replace("joint-output", str(tmp_path / "out")))
+    data["spec"]["edgeWorker"]["model"]["url"] = "models/little/tflite/int8"
+    edge_params = data["spec"]["edgeWorker"]["workerSpec"]["parameters"]
+    edge_params[0]["value"] = str(video)
+    data["spec"]["edgeWorker"]["hardExampleMining"] = {"name": "Uncertainty", "parameters": [
+        {"key": "threshold_uncertainty", "value": "0.0"}]}  # 0 = every frame is hard
+    data["spec"]["cloudWorker"]["workerSpec"]["parameters"][0]["value"] = cloud_server.url
+    data["spec"]["cloudWorker"]["workerSpec"]["parameters"][1]["value"] = "60000"  # a busy CI machine is slow
+    config = tmp_path / "joint.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "end of file" in result.output.lower() or "source:" in result.output
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["frames"] == 10 and stats["hard_frames"] == 10 and stats["cloud_results"] == 10
+    assert "hard frames" in result.output and "10 (100.0% uploaded)" in result.output
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(10)) and all(r["source"] == "cloud" for r in records)
+
+
+def test_evaluate_joint_endpoints_and_sweep(edge_model):
+    """Random at ratio 0 is the edge, at ratio 1 the cloud; sweeps stay within [0, 1] and are scored by COCO mAP."""
+    import tempfile
+    from pathlib import Path
+
+    from mlkit.data.layout import load_split
+    from mlkit.data.synthetic.generate import SyntheticSpec, generate_dataset
+    from mlkit.evaluation.coco_map import coco_map
+    from mlkit.joint.evaluate import evaluate_joint, sweep_filter
+    from mlkit.mining import build_filter
+    from mlkit.models.predict import TFLiteDetector
+    from tests.joint.conftest import LITTLE
+
+    root = Path(tempfile.mkdtemp(prefix="mlkit-joint-eval-"))
+    ds = load_split(generate_dataset(root, SyntheticSpec(train=0, val=0, test=16, seed=8), workers=1,
+                                     show_progress=False), "test")
+    cloud_model = TFLiteDetector(LITTLE / "fp32" / "model.tflite")
+    edge = [edge_model.predict([ds.load_image(i)], score_threshold=0.05)[0] for i in range(len(ds))]
+    cloud = [cloud_model.predict([ds.load_image(i)], score_threshold=0.05)[0] for i in range(len(ds))]
+    rnd = build_filter({"method": "Random", "param": {"seed": 1}})
+    points, _ = sweep_filter(rnd, ds, edge, cloud, [0.0, 1.0])
+    assert points[0].upload_ratio == 0.0 and points[0].map50 == pytest.approx(coco_map(ds, edge)["map50"])
+    assert points[1].upload_ratio == 1.0 and points[1].map50 == pytest.approx(coco_map(ds, cloud)["map50"])
+
+    result = evaluate_joint(ds, edge, cloud, upload_budget=0.3, show_progress=False)
+    assert {f.filter for f in result.filters} >= {"IBT", "Random", "Uncertainty"}
+    for f in result.filters:
+        assert all(0.0 <= p.upload_ratio <= 1.0 and 0.0 <= p.map50 <= 1.0 for p in f.points)
+        if f.test_upload_ratio is not None:
+            assert f.test_upload_ratio <= 0.3 + 1e-9
+    assert result.bytes_json_list > 20 * result.bytes_jpeg
+    d = result.to_dict()
+    assert d["edge_map50"] == pytest.approx(coco_map(ds, edge)["map50"]) and np.isfinite(d["bytes_ratio"])
+    assert "bytes per uploaded frame" in result.table()
