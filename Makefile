@@ -41,5 +41,19 @@ lab: setup ## JupyterLab on 127.0.0.1 with the notebooks and the .venv kernel
 	$(PY) -m ipykernel install --sys-prefix --name mlkit --display-name "mlkit (.venv)" >/dev/null
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
 
+# A real clip for streaming tests and benchmarks: Debian's opencv-doc ships vtest.avi (768x576, 795 frames).
+# Downloaded and unpacked in a temp folder, never installed; without apt it says so and exits 0.
+video-asset: ## data/vtest.avi, a real pedestrian clip, from Debian's opencv-doc (apt-get download, no install)
+	@if [ -s data/vtest.avi ]; then echo "data/vtest.avi is already there"; exit 0; fi; \
+	command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || \
+	  { echo "video-asset: needs apt-get and dpkg-deb (Debian/Ubuntu); tests use a synthetic video instead"; exit 0; }; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	if (cd "$$tmp" && apt-get download opencv-doc >/dev/null 2>&1 && dpkg-deb -x opencv-doc_*.deb x); then \
+	  src=$$(find "$$tmp/x" -name vtest.avi | head -n 1); \
+	  if [ -n "$$src" ]; then mkdir -p data && cp "$$src" data/.vtest.avi.tmp && mv data/.vtest.avi.tmp data/vtest.avi \
+	    && echo "wrote data/vtest.avi ($$(du -h data/vtest.avi | cut -f1))"; \
+	  else echo "video-asset: opencv-doc has no vtest.avi; tests use a synthetic video instead"; fi; \
+	else echo "video-asset: 'apt-get download opencv-doc' failed (try 'apt-get update' first); tests use a synthetic video instead"; fi
+
 clean: ## remove generated outputs (keeps .venv and models/)
 	rm -rf demo-output runs local_outputs .pytest_cache

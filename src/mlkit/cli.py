@@ -241,10 +241,16 @@ def demo_cmd(out_dir, profile, keep_serving) -> None:
 
 
 def _register_subcommands() -> None:
+    from mlkit.client.stream_cli import stream
+    from mlkit.joint.cli import joint
     from mlkit.pipeline_cli import pipeline
+    from mlkit.serving.graph.cli import graph
     from mlkit.serving.serve_cli import serve
 
+    main.add_command(joint)
+    main.add_command(graph)
     main.add_command(pipeline)
+    main.add_command(stream)
     main.add_command(serve)
 
 

@@ -84,7 +84,7 @@ class _Base:
             if params:
                 body["parameters"] = params
             return body, {}, b""
-        from mlkit.serving.payload import serialize_bytes
+        from mlkit.client.v2codec import serialize_bytes
 
         if self.encoding == "raw":
             arr = np.stack([np.asarray(im, np.uint8) for im in images])
@@ -94,9 +94,9 @@ class _Base:
             raw = serialize_bytes([encode_image(im, self.encoding, self.jpeg_quality) for im in images])
             spec = {"name": "image", "shape": [len(images)], "datatype": "BYTES"}
         spec["parameters"] = {"binary_data_size": len(raw)}
-        import orjson
+        import json
 
-        head = orjson.dumps({"inputs": [spec], "parameters": params})
+        head = json.dumps({"inputs": [spec], "parameters": params}, separators=(",", ":")).encode()
         headers = {"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"}
         return {}, headers, head + raw
 
@@ -111,7 +111,7 @@ class _Base:
         data = response.json()
         if self.protocol == "v1":
             return [Detections.from_list(p) for p in data["predictions"]]
-        from mlkit.serving.predictor import v2_detections
+        from mlkit.client.v2codec import v2_detections
 
         return v2_detections(data)
 
