@@ -14,6 +14,7 @@ from types import ModuleType
 
 PIPELINES: dict[str, str] = {
     "object-detection": "pipelines.object_detection",
+    "joint-inference": "pipelines.joint_inference",
 }
 
 

@@ -100,6 +100,9 @@ def _run_options(fn: Callable) -> Callable:
                      help="Publish only if the big model's mAP@0.5 >= X (default: the profile's gate)."),
         click.option("--tflite-variant", type=click.Choice(_VARIANTS), default="int8", show_default=True,
                      help="TFLite variant to evaluate and publish."),
+        click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                     help="A pipeline-specific argument, e.g. --param little_uri=models/little/tflite "
+                          "(repeatable)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -123,6 +126,32 @@ def _cluster_options(fn: Callable) -> Callable:
     return fn
 
 
+_COMMON_DEFAULTS = {"dataset_uri": "", "profile": "test", "map_threshold": None, "tflite_variant": "int8"}
+
+
+def _arguments_for(fn: Callable, name: str, common: dict[str, Any], params: tuple[str, ...]) -> dict[str, Any]:
+    """The common options ``fn`` takes, plus ``--param KEY=VALUE`` pairs; refuses what it does not take."""
+    import inspect
+
+    accepted = [p for p in inspect.signature(fn).parameters if p != "pipeline_root"]
+    kwargs = {}
+    for key, value in common.items():
+        if key in accepted:
+            kwargs[key] = value
+        elif value != _COMMON_DEFAULTS.get(key):
+            raise MlkitError(f"pipeline {name} has no option --{key.replace('_', '-')}; "
+                             f"its arguments: {', '.join(accepted)}")
+    for item in params:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise MlkitError(f"--param {item!r}: expected KEY=VALUE")
+        if key not in accepted:
+            raise MlkitError(f"pipeline {name} has no argument {key!r}; its arguments: {', '.join(accepted)}")
+        kwargs[key] = value
+    return kwargs
+
+
 def _pvc_mount(pvc: str | None, pvc_mount: str | None) -> str:
     if pvc_mount is not None and pvc is None:
         raise MlkitError("--pvc-mount needs --pvc NAME (the claim to mount)")
@@ -143,12 +172,14 @@ def pipeline() -> None:
               help="Where task outputs land (one folder per run).")
 @friendly
 def run_cmd(name: str, profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
-            pipeline_root: Path) -> None:
-    """Run pipeline NAME on this machine with kfp.local (e.g. object-detection)."""
+            params: tuple[str, ...], pipeline_root: Path) -> None:
+    """Run pipeline NAME on this machine with kfp.local (object-detection, joint-inference)."""
     module = load_pipeline(name)
+    kwargs = _arguments_for(module.run_local, name, {"dataset_uri": dataset_uri, "profile": profile,
+                                                     "map_threshold": map_threshold,
+                                                     "tflite_variant": tflite_variant}, params)
     try:
-        summary = module.run_local(pipeline_root, dataset_uri=dataset_uri, profile=profile,
-                                   map_threshold=map_threshold, tflite_variant=tflite_variant)
+        summary = module.run_local(pipeline_root, **kwargs)
     except RuntimeError as exc:  # a task failed; kfp.local printed its log above
         raise click.ClickException(f"{exc} See the task log above.") from None
     click.echo(module.format_summary(summary))
@@ -189,7 +220,7 @@ def compile_cmd(names: tuple[str, ...], out_dir: Path, base_image: str | None, a
 @friendly
 def submit_cmd(name: str, host: str, experiment: str | None, run_name: str | None, namespace: str | None,
                serve_mode: str, profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
-               base_image: str | None, aws_secret: str | None, pvc: str | None,
+               params: tuple[str, ...], base_image: str | None, aws_secret: str | None, pvc: str | None,
                pvc_mount: str | None) -> None:
     """Compile pipeline NAME and start a run of it on a Kubeflow Pipelines cluster."""
     import kfp
@@ -198,8 +229,9 @@ def submit_cmd(name: str, host: str, experiment: str | None, run_name: str | Non
 
     mount = _pvc_mount(pvc, pvc_mount)
     module = load_pipeline(name)
-    arguments: dict[str, Any] = module.run_arguments(
-        dataset_uri=dataset_uri, profile=profile, map_threshold=map_threshold, tflite_variant=tflite_variant)
+    arguments: dict[str, Any] = module.run_arguments(**_arguments_for(
+        module.run_arguments, name, {"dataset_uri": dataset_uri, "profile": profile, "map_threshold": map_threshold,
+                                     "tflite_variant": tflite_variant}, params))
     if "serve_mode" in arguments:
         arguments["serve_mode"] = serve_mode
     with tempfile.TemporaryDirectory(prefix="mlkit-submit-") as tmp:

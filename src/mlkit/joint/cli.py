@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -93,46 +92,14 @@ def example_config() -> None:
 def evaluate_cmd(data_root, edge_model, cloud_model, cloud_endpoint, cloud_name, split, tune_split, budget, limit,
                  threads, out_dir) -> None:
     """mAP@0.5 of edge-only, cloud-only and joint; sweep every filter's threshold; plot mAP vs upload ratio."""
-    from mlkit.data.atomic import atomic_write_text
-    from mlkit.joint.evaluate import evaluate_joint, plot_sweep, predict_dataset
-    from mlkit.models.predict import open_detector
+    from mlkit.joint.evaluate import evaluate_on_dataset, write_report
 
     if (cloud_model is None) == (cloud_endpoint is None):
         raise click.UsageError("give exactly one of --cloud-model and --cloud-endpoint")
-    edge = open_detector(edge_model, num_threads=threads)
-    if cloud_model is not None:
-        big = open_detector(cloud_model, num_threads=threads)
-
-        def cloud_predict(ims):
-            return big.predict(ims, score_threshold=0.05)
-    else:
-        from mlkit.client.http import ServingClient
-
-        client = ServingClient(cloud_endpoint, cloud_name)
-        client.wait_ready(30)
-
-        def cloud_predict(ims):
-            return client.predict(ims, score_threshold=0.05)
-
-    def edge_predict(ims):
-        return edge.predict(ims, score_threshold=0.05)
-
-    def load(name):
-        from mlkit.data.layout import load_split
-
-        ds = load_split(data_root, name)
-        return ds.subset(range(min(limit, len(ds)))) if limit else ds
-
-    test = load(split)
-    kw = {}
-    if tune_split != "none":
-        tune = load(tune_split)
-        kw = {"tune": tune, "edge_tune": predict_dataset(tune, edge_predict, f"edge {tune_split}"),
-              "cloud_tune": predict_dataset(tune, cloud_predict, f"cloud {tune_split}")}
-    result = evaluate_joint(test, predict_dataset(test, edge_predict, f"edge {split}"),
-                            predict_dataset(test, cloud_predict, f"cloud {split}"), upload_budget=budget, **kw)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "joint_evaluation.json", json.dumps(result.to_dict(), indent=2) + "\n")
-    plot_sweep(result, out_dir / "sweep.png")
+    result = evaluate_on_dataset(data_root, edge_model, cloud_model=cloud_model, cloud_endpoint=cloud_endpoint,
+                                 cloud_name=cloud_name, split=split,
+                                 tune_split=None if tune_split == "none" else tune_split, upload_budget=budget,
+                                 limit=limit, num_threads=threads)
+    js, png = write_report(result, out_dir)
     click.echo(result.table())
-    click.echo(f"wrote {out_dir / 'joint_evaluation.json'} and {out_dir / 'sweep.png'}")
+    click.echo(f"wrote {js} and {png}")

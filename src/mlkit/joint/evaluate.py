@@ -260,3 +260,73 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
             fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)
     return fig
+
+
+def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_model: str | Path | None = None,
+                        cloud_endpoint: str | None = None, cloud_name: str = "big", split: str = "test",
+                        tune_split: str | None = "val", upload_budget: float = 0.3, limit: int | None = None,
+                        num_threads: int = 2, show_progress: bool = True) -> JointEvaluation:
+    """Predict a dataset folder with the edge model (local TFLite) and the cloud model (local, or served at
+    ``cloud_endpoint``), then ``evaluate_joint``; ``tune_split=None`` tunes on ``split`` itself."""
+    from mlkit.data.layout import load_split
+    from mlkit.models.predict import open_detector
+
+    if (cloud_model is None) == (cloud_endpoint is None):
+        raise MlkitError("give exactly one of cloud_model (a local model) and cloud_endpoint (a served one)")
+    edge = open_detector(edge_model, num_threads=num_threads)
+    if cloud_model is not None:
+        big = open_detector(cloud_model, num_threads=num_threads)
+
+        def cloud_predict(ims):
+            return big.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
+    else:
+        from mlkit.client.http import ServingClient
+
+        client = ServingClient(cloud_endpoint, cloud_name)
+        client.wait_ready(60)
+
+        def cloud_predict(ims):
+            return client.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
+
+    def edge_predict(ims):
+        return edge.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
+
+    def load(name: str) -> Dataset:
+        ds = load_split(data_root, name)
+        return ds.subset(range(min(limit, len(ds)))) if limit else ds
+
+    test = load(split)
+    kw = {}
+    if tune_split:
+        tune = load(tune_split)
+        kw = {"tune": tune, "edge_tune": predict_dataset(tune, edge_predict, f"edge {tune_split}", show_progress),
+              "cloud_tune": predict_dataset(tune, cloud_predict, f"cloud {tune_split}", show_progress)}
+    return evaluate_joint(test, predict_dataset(test, edge_predict, f"edge {split}", show_progress),
+                          predict_dataset(test, cloud_predict, f"cloud {split}", show_progress),
+                          upload_budget=upload_budget, show_progress=show_progress, **kw)
+
+
+def write_report(evaluation: JointEvaluation, out_dir: str | Path) -> tuple[Path, Path]:
+    """``joint_evaluation.json`` and ``sweep.png`` in ``out_dir`` (atomic writes)."""
+    from mlkit.data.atomic import atomic_write_text
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js = atomic_write_text(out_dir / "joint_evaluation.json", json.dumps(evaluation.to_dict(), indent=2) + "\n")
+    png = out_dir / "sweep.png"
+    plot_sweep(evaluation, png)
+    return js, png
+
+
+def metrics(evaluation: JointEvaluation) -> dict[str, float]:
+    """Flat figures for a KFP Metrics artifact."""
+    best = evaluation.best
+    out = {"edge_map50": evaluation.edge_map50, "cloud_map50": evaluation.cloud_map50,
+           "best_map50": best.test_map50, "best_upload_ratio": best.test_upload_ratio,
+           "best_fraction_of_cloud": best.test_map50 / evaluation.cloud_map50 if evaluation.cloud_map50 else 0.0,
+           "bytes_per_upload_jpeg": evaluation.bytes_jpeg, "bytes_json_list": evaluation.bytes_json_list}
+    for f in evaluation.filters:
+        if f.test_map50 is not None:
+            out[f"{f.filter}_map50"] = f.test_map50
+            out[f"{f.filter}_upload_ratio"] = f.test_upload_ratio
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
