@@ -133,10 +133,12 @@ def _arguments_for(fn: Callable, name: str, common: dict[str, Any], params: tupl
     """The common options ``fn`` takes, plus ``--param KEY=VALUE`` pairs; refuses what it does not take."""
     import inspect
 
-    accepted = [p for p in inspect.signature(fn).parameters if p != "pipeline_root"]
+    params_ = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params_.values())
+    accepted = [p for p, v in params_.items() if p != "pipeline_root" and v.kind is not inspect.Parameter.VAR_KEYWORD]
     kwargs = {}
     for key, value in common.items():
-        if key in accepted:
+        if key in accepted or takes_any:
             kwargs[key] = value
         elif value != _COMMON_DEFAULTS.get(key):
             raise MlkitError(f"pipeline {name} has no option --{key.replace('_', '-')}; "
@@ -146,7 +148,7 @@ def _arguments_for(fn: Callable, name: str, common: dict[str, Any], params: tupl
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise MlkitError(f"--param {item!r}: expected KEY=VALUE")
-        if key not in accepted:
+        if key not in accepted and not takes_any:
             raise MlkitError(f"pipeline {name} has no argument {key!r}; its arguments: {', '.join(accepted)}")
         kwargs[key] = value
     return kwargs
