@@ -4,7 +4,8 @@ A classifier version folder holds ``model.tflite`` and a ``metadata.json`` with 
 "classification"``, ``name``, ``input_width``, ``input_height`` and ``labels``. Images are
 letterboxed like the detector's (RGB 0..255). Each instance gets ``{label, class_id, score,
 probabilities}``; v2 answers tensors ``probabilities`` FP32 [N, K], ``classes`` INT32 [N] and
-``scores`` FP32 [N].
+``scores`` FP32 [N]. Optional ``input_name`` / ``output_name`` in metadata.json rename the v2 input
+(default ``image``) and the probabilities output, e.g. to match the tensor names a pipeline config uses.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class ClassifierMeta:
     input_height: int
     labels: tuple[str, ...]
     task: str = "classification"
+    input_name: str = "image"
+    output_name: str = "probabilities"
 
     @classmethod
     def from_dict(cls, data: dict, where: Path) -> ClassifierMeta:
@@ -36,8 +39,13 @@ class ClassifierMeta:
             raise MlkitError(f"{where}: missing fields {sorted(missing)}")
         if not isinstance(data["labels"], list) or not data["labels"]:
             raise MlkitError(f"{where}: 'labels' must be a non-empty list")
+        names = {k: str(data.get(k) or default) for k, default in (("input_name", "image"),
+                                                                    ("output_name", "probabilities"))}
+        if names["output_name"] in ("classes", "scores"):
+            raise MlkitError(f"{where}: output_name {names['output_name']!r} clashes with the outputs 'classes' and "
+                             "'scores'")
         return cls(str(data["name"]), int(data["input_width"]), int(data["input_height"]),
-                   tuple(str(x) for x in data["labels"]))
+                   tuple(str(x) for x in data["labels"]), **names)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -131,5 +139,17 @@ class TFLiteClassifierModel(TFLiteModel):
         probs = self._rows(items).astype(np.float32)
         classes = probs.argmax(axis=1).astype(np.int32)
         scores = probs[np.arange(len(probs)), classes].astype(np.float32)
-        return [_output("probabilities", probs, "FP32"), _output("classes", classes, "INT32"),
+        return [_output(self.runtime.meta.output_name, probs, "FP32"), _output("classes", classes, "INT32"),
                 _output("scores", scores, "FP32")]
+
+    def get_input_types(self) -> list[dict]:
+        name = self.runtime.meta.input_name if self.runtime else "image"
+        return [{"name": name, "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict]:
+        if self.runtime is None:
+            return []
+        k = len(self.runtime.meta.labels)
+        return [{"name": self.runtime.meta.output_name, "datatype": "FP32", "shape": [-1, k]},
+                {"name": "classes", "datatype": "INT32", "shape": [-1]},
+                {"name": "scores", "datatype": "FP32", "shape": [-1]}]

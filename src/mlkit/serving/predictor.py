@@ -294,5 +294,9 @@ def open_model(name: str, model_dir: str | Path, **kw) -> TFLiteModel:
         task = read_metadata(Path(model_dir)).get("task", "detection")
     except MlkitError:
         task = "detection"
+    if task == "tensor":  # named tensors in and out, e.g. a pipeline's combiner (mlkit.serving.graph)
+        from mlkit.serving.graph.tensor_model import TFLiteTensorModel
+
+        return TFLiteTensorModel(name, model_dir, **kw)
     cls = TFLiteClassifierModel if task == "classification" else TFLiteDetectorModel
     return cls(name, model_dir, **kw)

@@ -70,10 +70,12 @@ def scan_versions(models_dir: Path) -> dict[str, dict[int, Path]]:
 class TFLiteModelRepository(ModelRepository):
     """KServe model repository over a folder of versioned mlkit TFLite models."""
 
-    def __init__(self, models_dir: str | Path, *, num_threads: int = 1, max_batch_size: int = 1,
+    def __init__(self, models_dir: str | Path | None, *, num_threads: int = 1, max_batch_size: int = 1,
                  max_latency_ms: float = 5.0, poll_seconds: float = 2.0) -> None:
         super().__init__(str(models_dir))
-        self.root = Path(models_dir)
+        self.root = Path(models_dir) if models_dir is not None else None  # None: only add_model_path() models
+        self.model_paths: dict[str, Path] = {}  # name -> folder of version folders (pipeline configs)
+        self.reserved: set[str] = set()  # names taken by pipelines: never loaded as models
         self.model_kw = dict(num_threads=num_threads, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms)
         self.poll_seconds = poll_seconds
         self.versions: dict[str, dict[int, TFLiteModel]] = {}
@@ -97,6 +99,17 @@ class TFLiteModelRepository(ModelRepository):
         return getattr(model, "version", None)
 
     # --- loading ---------------------------------------------------------------------------------
+    def add_model_path(self, name: str, base_path: Path) -> None:
+        """Serve ``base_path/<version>/`` as model ``name`` too (a pipeline config's model_config_list)."""
+        self.model_paths[name] = Path(base_path)
+
+    def _scan(self) -> dict[str, dict[int, Path]]:
+        found = scan_versions(self.root) if self.root is not None else {}
+        for name, base in self.model_paths.items():
+            found[name] = {int(v.name): v for v in base.iterdir() if v.is_dir() and v.name.isdigit()} \
+                if base.is_dir() else {}
+        return {n: v for n, v in found.items() if n not in self.reserved}
+
     def _open(self, name: str, version: int, folder: Path) -> TFLiteModel:
         model = open_model(name, folder, version=version, **self.model_kw)
         if not model.load():
@@ -116,10 +129,10 @@ class TFLiteModelRepository(ModelRepository):
 
     def load_model(self, name: str) -> bool:
         """Load every complete version of ``name`` not loaded yet (blocking); True if one is ready."""
-        found = scan_versions(self.root).get(name)
+        found = self._scan().get(name)
         if not found:
             log.error("model %s: no version folders under %s (expected %s/<version>/%s)",
-                      name, self.root / name, name, MODEL_FILE)
+                      name, self.model_paths.get(name, (self.root or Path()) / name), name, MODEL_FILE)
             return False
         self._unloaded.discard(name)
         loaded = self.versions.get(name, {})
@@ -131,13 +144,13 @@ class TFLiteModelRepository(ModelRepository):
         return bool(self.models.get(name) and self.models[name].ready)
 
     def load_models(self) -> None:
-        for name in scan_versions(self.root):
+        for name in self._scan():
             self.load_model(name)
 
     async def load(self, name: str) -> bool:
         """KServe ``/v2/repository/models/{name}/load``: (re)load from disk."""
         async with self._lock:
-            if not (self.root / name).is_dir():
+            if name not in self._scan():
                 raise ModelNotFound(name)
             return await asyncio.to_thread(self.load_model, name)
 
@@ -159,7 +172,7 @@ class TFLiteModelRepository(ModelRepository):
     def _pending(self) -> list[tuple[str, int, Path]]:
         """Complete, stable version folders that are not loaded (nor failed with the same files)."""
         todo = []
-        for name, found in scan_versions(self.root).items():
+        for name, found in self._scan().items():
             if name in self._unloaded:
                 continue
             for version, folder in found.items():

@@ -37,10 +37,13 @@ from mlkit.errors import MlkitError
               help="Largest request body; bigger ones get 400.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="How often to look for new model versions (hot reload).")
+@click.option("--graph-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Pipeline config (config.json, see `mlkit graph`): also serve its models and pipelines; "
+                   "--model-dir is then optional.")
 @click.pass_context
 @friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, max_payload_mb,
-          poll_seconds) -> None:
+          poll_seconds, graph_config) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
@@ -49,15 +52,15 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
     """
     if ctx.invoked_subcommand is not None:
         return
-    if model_dir is None:
-        raise click.UsageError("Missing option '--model-dir' (or use a subcommand: start, stop, status, manifest, "
-                               "deploy, delete).")
+    if model_dir is None and graph_config is None:
+        raise click.UsageError("Missing option '--model-dir' or '--graph-config' (or use a subcommand: start, stop, "
+                               "status, manifest, deploy, delete).")
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
     from mlkit.serving.server import run_server
 
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
                max_latency_ms=max_latency_ms, num_threads=threads, max_payload_mb=max_payload_mb,
-               poll_seconds=poll_seconds)
+               poll_seconds=poll_seconds, graph_config=graph_config)
 
 
 # --------------------------------------------------------------------------- detached local servers
