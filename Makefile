@@ -37,6 +37,11 @@ lint: setup ## ruff
 compile: setup ## compile every pipeline to IR YAML (golden files in pipelines/golden)
 	$(MLKIT) pipeline compile --out pipelines/golden
 
+bench: setup ## serving, joint and video benchmarks on the committed models (run on a quiet machine)
+	$(PY) benchmarks/serving.py --models little,big --threads 2
+	$(PY) benchmarks/joint.py
+	$(PY) benchmarks/video.py
+
 lab: setup ## JupyterLab on 127.0.0.1 with the notebooks and the .venv kernel
 	$(PY) -m ipykernel install --sys-prefix --name mlkit --display-name "mlkit (.venv)" >/dev/null
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks

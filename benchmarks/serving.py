@@ -8,7 +8,7 @@ For each model, on the same cores and interpreter threads:
     request at concurrency 1 (latency minus the bare predict time);
   * a soak: 2000 requests at concurrency 32, errors counted and the server's RSS before and after.
 
-    python benchmarks/serving.py --repo models/repo --models little,big --threads 2
+    python benchmarks/serving.py --models little,big --threads 2     # serves models/<name>/tflite/int8
 
 Figures are printed, never asserted: the machines here are shared and noisy.
 """
@@ -191,20 +191,41 @@ def report(name: str, r: dict) -> None:
               f"{soak['rss_after_mb']:.0f} MB")
 
 
+def repo_from_models(names: list[str], variant: str) -> Path:
+    """A temporary repository ``<name>/1/`` holding ``models/<name>/tflite/<variant>``."""
+    import shutil
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    repo = Path(tempfile.mkdtemp(prefix="mlkit-bench-repo-"))
+    for name in names:
+        src = root / name / "tflite" / variant
+        if not (src / "model.tflite").is_file():
+            raise SystemExit(f"{src}/model.tflite not found: train and export the {name} model first")
+        shutil.copytree(src, repo / name / "1")
+    return repo
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo", type=Path, default=Path("models/repo"), help="model repository folder")
+    ap.add_argument("--repo", type=Path, default=None,
+                    help="model repository folder (default: one built from models/<name>/tflite/<variant>)")
+    ap.add_argument("--variant", default="int8", help="TFLite variant taken from models/ when --repo is not given")
     ap.add_argument("--models", default="little,big")
     ap.add_argument("--threads", type=int, default=2, help="interpreter threads (bare and served alike)")
     ap.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
     ap.add_argument("--max-batch-size", type=int, default=8)
     ap.add_argument("--max-latency-ms", type=float, default=2.0)
     args = ap.parse_args()
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.repo is None:
+        args.repo = repo_from_models(names, args.variant)
+        print(f"serving models/<name>/tflite/{args.variant} from {args.repo}")
     if not args.repo.is_dir():
         raise SystemExit(f"{args.repo} not found: pass --repo <model repository> (<name>/<version>/model.tflite)")
     images = test_images()
     results = {}
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+    for name in names:
         print(f"benchmarking {name} ...", flush=True)
         results[name] = bench_model(args.repo, name, images, args.threads, args.requests, args.max_batch_size,
                                     args.max_latency_ms)
