@@ -68,7 +68,8 @@ def test_evaluate_joint_endpoints_and_sweep(edge_model):
     assert points[1].upload_ratio == 1.0 and points[1].map50 == pytest.approx(coco_map(ds, cloud)["map50"])
 
     result = evaluate_joint(ds, edge, cloud, upload_budget=0.3, show_progress=False)
-    assert {f.filter for f in result.filters} >= {"IBT", "Random", "Uncertainty"}
+    names = {f.filter for f in result.filters}
+    assert names >= {"IBT(threshold_box=0.9)", "IBT(threshold_box=0.5)", "Random", "Uncertainty"}
     for f in result.filters:
         assert all(0.0 <= p.upload_ratio <= 1.0 and 0.0 <= p.map50 <= 1.0 for p in f.points)
         if f.test_upload_ratio is not None:

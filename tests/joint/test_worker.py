@@ -197,4 +197,6 @@ def test_busy_cloud_keeps_the_edge_result(edge_model, frames, cloud_repo, tmp_pa
     assert [r.index for r in results] == list(range(len(frames)))
     assert stats["fallback_reasons"].get("busy", 0) >= 1
     assert stats["cloud_results"] + stats["fallback_reasons"]["busy"] == len(frames)
-    assert all(r.uploaded_bytes > 0 for r in results if r.fallback == "busy")
+    assert all(r.uploaded_bytes == 0 for r in results if r.fallback == "busy")  # not sent, not counted
+    assert all(r.uploaded_bytes > 0 for r in results if r.fallback is None)
+    assert stats["bytes_uploaded"] == sum(r.uploaded_bytes for r in results)

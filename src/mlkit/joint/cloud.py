@@ -46,6 +46,7 @@ class CloudOutcome:
     fallback: str | None  # None when the cloud answered
     latency_ms: float | None  # None when nothing was sent (busy)
     detail: str = ""
+    uploaded_bytes: int = 0  # the encoded frame's size (0 when nothing was sent)
 
 
 def _done(outcome: CloudOutcome) -> concurrent.futures.Future:
@@ -80,15 +81,18 @@ class CloudClient:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def submit(self, jpeg: bytes) -> concurrent.futures.Future:
-        """Send one encoded frame; never blocks. The future resolves to a ``CloudOutcome``."""
+    def submit(self, frame, jpeg_quality: int = 85) -> concurrent.futures.Future:
+        """Send one frame (RGB array, JPEG-encoded off the caller's thread, or JPEG bytes); never blocks.
+
+        The future resolves to a ``CloudOutcome``.
+        """
         if self._closed:
             raise MlkitError("the cloud client is closed")
         with self._lock:
             if self._in_flight >= self.config.max_in_flight:
                 return _done(CloudOutcome(None, "busy", None, f"{self._in_flight} calls already in flight"))
             self._in_flight += 1
-        fut = asyncio.run_coroutine_threadsafe(self._call(jpeg), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self._call(frame, jpeg_quality), self._loop)
         fut.add_done_callback(self._release)
         return fut
 
@@ -118,11 +122,18 @@ class CloudClient:
         (det,) = v2_detections(data)
         return det
 
-    async def _call(self, jpeg: bytes) -> CloudOutcome:
+    async def _call(self, frame, jpeg_quality: int) -> CloudOutcome:
         import httpx
 
-        path, kw = self._request(jpeg)
         t0 = time.perf_counter()
+        if isinstance(frame, bytes | bytearray):
+            jpeg = bytes(frame)
+        else:  # cv2 releases the GIL: encoding in a worker thread keeps it off the edge loop
+            from mlkit.joint.worker import encode_jpeg
+
+            jpeg = await asyncio.get_running_loop().run_in_executor(None, encode_jpeg, frame, jpeg_quality)
+        path, kw = self._request(jpeg)
+        size = len(jpeg)
 
         def ms() -> float:
             return (time.perf_counter() - t0) * 1000
@@ -130,17 +141,17 @@ class CloudClient:
         try:
             r = await asyncio.wait_for(self._http.post(path, **kw), self.config.timeout_s)
         except (TimeoutError, httpx.TimeoutException):
-            return CloudOutcome(None, "timeout", ms(), f"no answer within {self.config.timeout_s:g}s")
+            return CloudOutcome(None, "timeout", ms(), f"no answer within {self.config.timeout_s:g}s", size)
         except httpx.TransportError as exc:
-            return CloudOutcome(None, "connection", ms(), f"{type(exc).__name__}: {exc}")
+            return CloudOutcome(None, "connection", ms(), f"{type(exc).__name__}: {exc}")  # nothing delivered
         if r.status_code >= 500:
-            return CloudOutcome(None, "http_5xx", ms(), f"{r.status_code}: {r.text[:200]}")
+            return CloudOutcome(None, "http_5xx", ms(), f"{r.status_code}: {r.text[:200]}", size)
         if r.status_code >= 400:
-            return CloudOutcome(None, "http_4xx", ms(), f"{r.status_code}: {r.text[:200]}")
+            return CloudOutcome(None, "http_4xx", ms(), f"{r.status_code}: {r.text[:200]}", size)
         try:
-            return CloudOutcome(self._parse(r.json()), None, ms())
+            return CloudOutcome(self._parse(r.json()), None, ms(), "", size)
         except (ValueError, KeyError, TypeError, MlkitError) as exc:
-            return CloudOutcome(None, "bad_response", ms(), str(exc)[:200])
+            return CloudOutcome(None, "bad_response", ms(), str(exc)[:200], size)
 
     def close(self) -> None:
         if self._closed:

@@ -55,7 +55,7 @@ class JointStats:
 
     def snapshot(self) -> dict:
         elapsed = time.monotonic() - self.started
-        uploads = self.hard_frames - self.fallbacks.get("busy", 0)
+        uploads = self.hard_frames - self.fallbacks.get("busy", 0) - self.fallbacks.get("connection", 0)
         return {
             "frames": self.frames,
             "hard_frames": self.hard_frames,

@@ -119,6 +119,7 @@ class JointWorker:
                 fallback = "no_cloud"
             else:
                 cloud, fallback, cloud_ms = outcome.detections, outcome.fallback, outcome.latency_ms
+                p.uploaded = outcome.uploaded_bytes
                 if fallback is not None and fallback != "busy":
                     log.debug("frame %d: cloud %s (%s); keeping the edge result", p.frame.index, fallback,
                               outcome.detail)
@@ -136,12 +137,10 @@ class JointWorker:
         (det,) = self.edge.predict([frame.image], score_threshold=self.config.score_threshold)
         judgement = self.hem.judge(det)
         edge_ms = (time.perf_counter() - t0) * 1000
-        future, uploaded = None, 0
+        future = None
         if judgement.is_hard and self.cloud is not None:
-            jpeg = encode_jpeg(frame.image, self.config.jpeg_quality)
-            future = self.cloud.submit(jpeg)
-            uploaded = len(jpeg)
-        return _Pending(frame, det, judgement, edge_ms, uploaded, future)
+            future = self.cloud.submit(frame.image, self.config.jpeg_quality)
+        return _Pending(frame, det, judgement, edge_ms, 0, future)
 
     def run(self, frames: Iterable) -> Iterator[FrameResult]:
         pending: collections.deque[_Pending] = collections.deque()
