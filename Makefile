@@ -8,7 +8,7 @@ STAMP := $(VENV)/.mlkit-installed
 ASSETS := assets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup demo test test-fast lint compile bench lab image video-asset chromium clean
+.PHONY: help setup demo test test-fast lint compile bench lab image video-asset browser clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,8 +25,10 @@ setup: $(STAMP) ## create .venv and install mlkit with its pinned dependencies (
 demo: setup ## train, convert, evaluate and serve the helmet detectors (demo profile, ~15 min on 2 cores)
 	$(MLKIT) demo --out demo-output
 
-test: setup ## the whole suite: unit, components, pipelines, servers, notebooks
-	$(PY) -m pytest -q --durations=15 tests components notebooks --nbval-lax
+# Two workers: much of the suite waits on subprocesses (servers starting, kfp.local tasks). loadscope keeps a
+# module (and its module-scoped servers) or a notebook (its cells run in order) on one worker.
+test: setup browser ## the whole suite: unit, components, pipelines, servers, notebooks
+	$(PY) -m pytest -q --durations=20 -n 2 --dist loadscope tests components notebooks --nbval-lax
 
 test-fast: setup ## unit tests only
 	$(PY) -m pytest -q tests/unit
@@ -42,9 +44,35 @@ bench: setup ## serving, joint and video benchmarks on the committed models (run
 	$(PY) benchmarks/joint.py
 	$(PY) benchmarks/video.py
 
+# Jupyter refuses to start as root without --allow-root (containers and CI machines run as root).
 lab: setup ## JupyterLab on 127.0.0.1 with the notebooks and the .venv kernel
 	$(PY) -m ipykernel install --sys-prefix --name mlkit --display-name "mlkit (.venv)" >/dev/null
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=notebooks \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# The browser test (tests/viz/test_browser.py) needs Debian's chromium, installed only when it is missing, and
+# the widget renderer that nbconvert's HTML loads (npm packages, unpacked under build/browser: exported pages would
+# otherwise fetch them from a CDN). Without apt-get as root, or npm, it says so and exits 0; the test then skips.
+BROWSER_ASSETS := build/browser
+HTML_MANAGER := 1.0.15
+REQUIREJS := 2.3.7
+browser: ## chromium + the widgets HTML renderer for the browser test (installs only what is missing)
+	@if command -v chromium >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+	  || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+	  || echo "browser: 'apt-get install chromium' failed; the browser test will skip"; \
+	else echo "browser: no chromium, and no apt-get as root to install it; the browser test will skip"; fi
+	@if [ -s $(BROWSER_ASSETS)/html-manager/dist/embed-amd.js ] && [ -s $(BROWSER_ASSETS)/requirejs/require.js ]; then :; \
+	elif command -v npm >/dev/null; then \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  if (cd "$$tmp" && npm pack --silent @jupyter-widgets/html-manager@$(HTML_MANAGER) requirejs@$(REQUIREJS) \
+	      >/dev/null 2>&1); then \
+	    for p in html-manager requirejs; do rm -rf $(BROWSER_ASSETS)/$$p && mkdir -p $(BROWSER_ASSETS)/$$p && \
+	      tar xzf "$$tmp"/*$$p-*.tgz -C $(BROWSER_ASSETS)/$$p --strip-components 1; done; \
+	  else echo "browser: 'npm pack' failed; the browser test will skip"; fi; \
+	else echo "browser: no npm to fetch the widget renderer; the browser test will skip"; fi
 
 # A real clip for streaming tests and benchmarks: Debian's opencv-doc ships vtest.avi (768x576, 795 frames).
 # Downloaded and unpacked in a temp folder, never installed; without apt it says so and exits 0.
