@@ -242,6 +242,7 @@ def demo_cmd(out_dir, profile, keep_serving) -> None:
 
 def _register_subcommands() -> None:
     from mlkit.client.stream_cli import stream
+    from mlkit.incremental.cli import incremental, label
     from mlkit.joint.cli import joint
     from mlkit.pipeline_cli import pipeline
     from mlkit.serving.graph.cli import graph
@@ -252,6 +253,8 @@ def _register_subcommands() -> None:
     main.add_command(pipeline)
     main.add_command(stream)
     main.add_command(serve)
+    main.add_command(incremental)
+    main.add_command(label)
 
 
 _register_subcommands()

@@ -1,0 +1,378 @@
+"""The IncrementalLearningJob YAML, shaped like the seed's (Sedna's) job, validated at load time.
+
+::
+
+    apiVersion: mlkit.io/v1
+    kind: IncrementalLearningJob
+    metadata: {name: helmet-detection-demo}
+    spec:
+      initialModel: {name: initial-model, url: models/little-site-a}     # trained detector folder
+      dataset: {name: incremental-dataset, url: runs/il/dataset, format: jsonl, trainProb: 0.8}
+      trainSpec:
+        workerSpec:
+          parameters:
+            - {key: batch_size, value: "16"}
+            - {key: epochs, value: "3"}
+            - {key: input_shape, value: "256,320"}          # height,width, as in the seed
+            - {key: class_names, value: "person,helmet,helmet-on,helmet-off"}
+            - {key: nms_threshold, value: "0.5"}
+            - {key: obj_threshold, value: "0.3"}
+        trigger:
+          checkPeriodSeconds: 60
+          timer: {start: "02:00", end: "04:00"}
+          condition: {operator: ">", threshold: 500, metric: num_of_samples}
+      evalSpec: {workerSpec: {parameters: [...]}}
+      deploySpec:
+        model: {name: deploy-model, url: runs/il/serving}                # serving repository
+        trigger:
+          condition: {operator: ">", threshold: 0.1, metric: "precision_delta"}   # or precision_delta[1]
+        hardExampleMining: {name: IBT, parameters: [...]}
+        workerSpec: {parameters: [{key: HE_SAVED_URL, value: runs/il/hard_examples}]}
+      outputDir: runs/il/output
+
+Parameter values are strings, as in Kubernetes; each known key has a type and is converted and checked
+here. Unknown fields and keys are refused naming the known ones. ``nodeName`` and the seed's
+``workerSpec`` script fields are accepted and ignored: mlkit's pipeline is the script. An unquoted
+``02:00`` is read by YAML 1.1 as the base-60 integer 120; it is turned back into ``02:00``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mlkit.errors import MlkitError
+from mlkit.joint.spec import KeyValue, WorkerSpec, _scalar, _typed
+
+OPERATORS = (">", ">=", "=", "!=", "<", "<=")
+TRAIN_METRICS = ("num_of_samples",)
+DEPLOY_METRICS = ("precision_delta", "recall_delta", "map_delta")
+_METRIC = re.compile(r"^(?P<name>[a-z_]+)(?:\[(?P<index>[^\[\]]+)\])?$")
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+# key -> (type, default, help)
+TRAIN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
+    "batch_size": (int, 16, "training batch size"),
+    "epochs": (int, 3, "epochs per round"),
+    "learning_rate": (float, 5e-4, "peak learning rate of a round (lower than from scratch: it fine-tunes)"),
+    "input_shape": (str, None, "height,width; checked against the initial model"),
+    "class_names": (str, None, "comma-separated; checked against the initial model"),
+    "nms_threshold": (float, 0.5, "IoU of non-maximum suppression at evaluation"),
+    "obj_threshold": (float, 0.3, "score threshold for precision/recall"),
+    "replay_ratio": (float, 1.0, "older train samples mixed in per new sample (against forgetting)"),
+    "tflite_variant": (str, "int8", "TFLite variant evaluated and deployed"),
+    "seed": (int, 0, "training and sampling seed"),
+}
+EVAL_PARAMETERS: dict[str, tuple[type, Any, str]] = {
+    "input_shape": (str, None, "height,width; informational"),
+    "class_names": (str, None, "comma-separated; checked against the initial model"),
+    "obj_threshold": (float, None, "score threshold for precision/recall (default: trainSpec's)"),
+    "nms_threshold": (float, None, "IoU of non-maximum suppression (default: trainSpec's)"),
+}
+DEPLOY_PARAMETERS: dict[str, tuple[type, Any, str]] = {
+    "HE_SAVED_URL": (str, None, "hard-example store written by the deploy worker (clean frames + sidecars)"),
+    "input_shape": (str, None, "height,width; informational"),
+    "video_url": (str, None, "the deploy worker's video source (used by `mlkit joint run`)"),
+    "model_name": (str, "little", "name of the model in the serving repository"),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Condition(_Strict):
+    operator: str
+    threshold: float
+    metric: str
+
+    @field_validator("operator")
+    @classmethod
+    def _op(cls, v: str) -> str:
+        v = "=" if v == "==" else v
+        if v not in OPERATORS:
+            raise ValueError(f"unknown operator {v!r}; use one of {' '.join(OPERATORS)}")
+        return v
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        v = v.strip()
+        m = _METRIC.match(v)
+        if not m or m["name"] not in (*TRAIN_METRICS, *DEPLOY_METRICS):
+            raise ValueError(f"unknown metric {v!r}; use {', '.join((*TRAIN_METRICS, *DEPLOY_METRICS))}, "
+                             "optionally indexed like precision_delta[1] or precision_delta[helmet]")
+        return v
+
+    @property
+    def metric_name(self) -> str:
+        return _METRIC.match(self.metric)["name"]
+
+    @property
+    def metric_index(self) -> int | str | None:
+        index = _METRIC.match(self.metric)["index"]
+        if index is None:
+            return None
+        index = index.strip()
+        return int(index) if index.lstrip("-").isdigit() else index
+
+    def describe(self) -> str:
+        return f"{self.metric} {self.operator} {self.threshold:g}"
+
+
+def _hhmm(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):  # YAML 1.1 read 02:00 as 2*60+0
+        v = f"{v // 60:02d}:{v % 60:02d}"
+    if not isinstance(v, str):
+        raise ValueError(f"expected a time HH:MM, got {v!r}")
+    m = _HHMM.match(v.strip())
+    if not m or int(m[1]) > 23 or int(m[2]) > 59:
+        raise ValueError(f"expected a time HH:MM between 00:00 and 23:59, got {v!r}")
+    return f"{int(m[1]):02d}:{m[2]}"
+
+
+class Timer(_Strict):
+    start: str
+    end: str
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> str:
+        return _hhmm(v)
+
+
+class TrainTrigger(_Strict):
+    checkPeriodSeconds: float = 60.0
+    timer: Timer | None = None  # absent: any time of day
+    condition: Condition
+
+    @field_validator("checkPeriodSeconds")
+    @classmethod
+    def _period(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"must be > 0 seconds, got {v}")
+        return v
+
+    @field_validator("condition")
+    @classmethod
+    def _train_metric(cls, v: Condition) -> Condition:
+        if v.metric_name not in TRAIN_METRICS:
+            raise ValueError(f"the train trigger's metric must be one of {list(TRAIN_METRICS)}, got {v.metric!r}")
+        return v
+
+
+class DeployTrigger(_Strict):
+    condition: Condition
+
+    @field_validator("condition")
+    @classmethod
+    def _deploy_metric(cls, v: Condition) -> Condition:
+        if v.metric_name not in DEPLOY_METRICS:
+            raise ValueError(f"the deploy trigger's metric must be one of {list(DEPLOY_METRICS)}, got {v.metric!r}")
+        return v
+
+
+class ModelRef(_Strict):
+    name: str
+    url: str | None = None
+    format: str | None = None
+
+
+class DatasetRef(_Strict):
+    name: str = "incremental-dataset"
+    url: str
+    format: str = "jsonl"
+    trainProb: float = 0.8
+    nodeName: str | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        if v != "jsonl":
+            raise ValueError(f"format {v!r} is not supported: the dataset index is mlkit's index.jsonl "
+                             "(format: jsonl); bring YOLO, VOC or COCO labels in with `mlkit label import`")
+        return v
+
+    @field_validator("trainProb")
+    @classmethod
+    def _prob(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"must be in (0, 1], got {v}")
+        return v
+
+
+class HardExampleMining(_Strict):
+    name: str
+    parameters: list[KeyValue] = Field(default_factory=list)
+
+
+class TrainSpec(_Strict):
+    workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
+    trigger: TrainTrigger
+
+
+class EvalSpec(_Strict):
+    workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
+
+
+class DeploySpec(_Strict):
+    model: ModelRef
+    trigger: DeployTrigger
+    nodeName: str | None = None
+    hardExampleMining: HardExampleMining | None = None
+    workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
+
+
+class JobSpec(_Strict):
+    initialModel: ModelRef
+    dataset: DatasetRef
+    trainSpec: TrainSpec
+    evalSpec: EvalSpec = Field(default_factory=EvalSpec)
+    deploySpec: DeploySpec
+    nodeName: str | None = None
+    outputDir: str
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    namespace: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", v):
+            raise ValueError(f"{v!r} is not a Kubernetes object name (lower-case letters, digits, '-', '.')")
+        return v
+
+
+class IncrementalLearningJob(_Strict):
+    apiVersion: str = "mlkit.io/v1"
+    kind: str = "IncrementalLearningJob"
+    metadata: Metadata
+    spec: JobSpec
+    source: str | None = Field(default=None, exclude=True)  # the YAML file, for relative paths
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def train_parameters(self) -> dict[str, Any]:
+        return _typed(self.spec.trainSpec.workerSpec.parameters, TRAIN_PARAMETERS, "spec.trainSpec")
+
+    def eval_parameters(self) -> dict[str, Any]:
+        p = _typed(self.spec.evalSpec.workerSpec.parameters, EVAL_PARAMETERS, "spec.evalSpec")
+        train = self.train_parameters()
+        for key in ("obj_threshold", "nms_threshold"):
+            if p[key] is None:
+                p[key] = train[key]
+        return p
+
+    def deploy_parameters(self) -> dict[str, Any]:
+        return _typed(self.spec.deploySpec.workerSpec.parameters, DEPLOY_PARAMETERS, "spec.deploySpec")
+
+    def mining_spec(self) -> dict | None:
+        hem = self.spec.deploySpec.hardExampleMining
+        if hem is None:
+            return None
+        return {"method": hem.name, "param": {kv.key: _scalar(kv.value) for kv in hem.parameters}}
+
+    def path(self, value: str) -> Path:
+        """A path from the spec: relative paths are relative to the YAML file's folder."""
+        p = Path(value).expanduser()
+        if p.is_absolute() or self.source is None:
+            return p
+        return Path(self.source).parent / p
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path(self.spec.outputDir)
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.path(self.spec.dataset.url)
+
+    @property
+    def serving_repository(self) -> Path:
+        return self.path(self.spec.deploySpec.model.url)
+
+    @property
+    def initial_model(self) -> Path:
+        return self.path(self.spec.initialModel.url)
+
+    @property
+    def hard_example_store(self) -> Path | None:
+        url = self.deploy_parameters()["HE_SAVED_URL"]
+        return self.path(url) if url else None
+
+
+def _check(job: IncrementalLearningJob, where: str) -> None:
+    """Cross-field checks that pydantic field validators cannot express."""
+    if job.kind != "IncrementalLearningJob":
+        raise MlkitError(f"{where}: kind must be IncrementalLearningJob, got {job.kind!r}")
+    if not job.spec.initialModel.url:
+        raise MlkitError(f"{where}: spec.initialModel.url must point to the initial model (a trained detector "
+                         "folder with config.json and model.weights.h5)")
+    if not job.spec.deploySpec.model.url:
+        raise MlkitError(f"{where}: spec.deploySpec.model.url must name the serving repository folder "
+                         "(<url>/<model>/<version>/model.tflite)")
+    train = job.train_parameters()
+    for key in ("batch_size", "epochs"):
+        if train[key] < 1:
+            raise MlkitError(f"{where}: spec.trainSpec.workerSpec.parameters: {key} must be >= 1, got {train[key]}")
+    if not 0 < train["learning_rate"] < 1:
+        raise MlkitError(f"{where}: spec.trainSpec.workerSpec.parameters: learning_rate must be in (0, 1)")
+    if train["replay_ratio"] < 0:
+        raise MlkitError(f"{where}: spec.trainSpec.workerSpec.parameters: replay_ratio must be >= 0")
+    for key in ("nms_threshold", "obj_threshold"):
+        if not 0 <= train[key] <= 1:
+            raise MlkitError(f"{where}: spec.trainSpec.workerSpec.parameters: {key} must be in [0, 1]")
+    from mlkit.models.export import VARIANTS
+
+    if train["tflite_variant"] not in VARIANTS:
+        raise MlkitError(f"{where}: spec.trainSpec.workerSpec.parameters: tflite_variant must be one of "
+                         f"{list(VARIANTS)}, got {train['tflite_variant']!r}")
+    for section, params in (("trainSpec", train), ("evalSpec", job.eval_parameters())):
+        shape = params.get("input_shape")
+        if shape is not None and not re.fullmatch(r"\s*\d+\s*,\s*\d+\s*", shape):
+            raise MlkitError(f"{where}: spec.{section}.workerSpec.parameters: input_shape must be "
+                             f"'height,width', got {shape!r}")
+    job.deploy_parameters()
+    if job.mining_spec() is not None:
+        from mlkit.mining import build_filter
+
+        try:
+            build_filter(job.mining_spec())
+        except MlkitError as exc:
+            raise MlkitError(f"{where}: spec.deploySpec.hardExampleMining: {exc}") from None
+
+
+def parse_job(data: Any, where: str = "job", source: str | Path | None = None) -> IncrementalLearningJob:
+    """Validate a parsed YAML document; every problem is an ``MlkitError`` naming the field."""
+    if not isinstance(data, dict):
+        raise MlkitError(f"{where}: expected a mapping with 'metadata' and 'spec', got {type(data).__name__}")
+    try:
+        job = IncrementalLearningJob.model_validate({**data, "source": str(source) if source else None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise MlkitError(f"{where}: {problems}") from None
+    _check(job, where)
+    return job
+
+
+def load_job(path: str | Path) -> IncrementalLearningJob:
+    """Read and validate an IncrementalLearningJob YAML file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlkitError(f"incremental learning job not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise MlkitError(f"{path} is not valid YAML: {exc}") from None
+    return parse_job(data, str(path), source=path.resolve())
