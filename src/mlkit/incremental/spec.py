@@ -357,22 +357,16 @@ def parse_job(data: Any, where: str = "job", source: str | Path | None = None) -
     try:
         job = IncrementalLearningJob.model_validate({**data, "source": str(source) if source else None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())
-        raise MlkitError(f"{where}: {problems}") from None
+        from mlkit.specfiles import validation_problems
+
+        raise MlkitError(f"{where}: {validation_problems(exc)}") from None
     _check(job, where)
     return job
 
 
 def load_job(path: str | Path) -> IncrementalLearningJob:
     """Read and validate an IncrementalLearningJob YAML file."""
-    import yaml
+    from mlkit.specfiles import read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise MlkitError(f"incremental learning job not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise MlkitError(f"{path} is not valid YAML: {exc}") from None
-    return parse_job(data, str(path), source=path.resolve())
+    return parse_job(read_yaml(path, "incremental learning job"), str(path), source=path.resolve())

@@ -180,22 +180,16 @@ def _typed(pairs: list[KeyValue], known: dict[str, tuple[type, Any, str]], where
 
 def load_service(path: str | Path) -> JointInferenceService:
     """Read and validate a JointInferenceService YAML; every problem is an ``MlkitError`` naming the field."""
-    import yaml
+    from mlkit.specfiles import read_yaml, validation_problems
 
     path = Path(path)
-    if not path.is_file():
-        raise MlkitError(f"joint-inference config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise MlkitError(f"{path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "joint-inference config")
     if not isinstance(data, dict):
         raise MlkitError(f"{path}: expected a mapping with 'spec', got {type(data).__name__}")
     try:
         service = JointInferenceService.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise MlkitError(f"{path}: {problems}") from None
+        raise MlkitError(f"{path}: {validation_problems(exc)}") from None
     if service.kind != "JointInferenceService":
         raise MlkitError(f"{path}: kind must be JointInferenceService, got {service.kind!r}")
     edge = service.edge_parameters()
