@@ -26,9 +26,10 @@ demo: setup ## train, convert, evaluate and serve the helmet detectors (demo pro
 	$(MLKIT) demo --out demo-output
 
 # Two workers: much of the suite waits on subprocesses (servers starting, kfp.local tasks). loadscope keeps a
-# module (and its module-scoped servers) or a notebook (its cells run in order) on one worker.
+# module (and its module-scoped servers) or a notebook (its cells run in order) on one worker. Notebooks come first:
+# the longest items (notebook 01 runs the whole pipeline) start early instead of leaving one worker idle at the end.
 test: setup browser ## the whole suite: unit, components, pipelines, servers, notebooks
-	$(PY) -m pytest -q --durations=20 -n 2 --dist loadscope tests components notebooks --nbval-lax
+	$(PY) -m pytest -q --durations=20 -n 2 --dist loadscope notebooks tests components --nbval-lax
 
 test-fast: setup ## unit tests only
 	$(PY) -m pytest -q tests/unit

@@ -30,6 +30,7 @@ from components.common import default_base_image
 from components.compare_models import component as compare_component
 from components.incremental_train import component as train_component
 from components.promote import component as promote_component
+from pipelines._local import compile_main, run_with_kfp_local
 from pipelines.object_detection import _cluster_settings
 
 PIPELINE_NAME = "incremental-learning"
@@ -114,19 +115,7 @@ def run_arguments(data_uri: str = "", deployed_uri: str = "", repository: str = 
 
 def run_local(pipeline_root: str | Path, **kw: Any) -> dict:
     """Run one round with kfp.local and summarize (see ``summarize``)."""
-    import warnings
-
-    from kfp import local
-
-    arguments = run_arguments(**kw)
-    root = Path(pipeline_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
-        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner",
-                                category=UserWarning)
-        task = incremental_learning(**arguments)
+    task = run_with_kfp_local(incremental_learning, pipeline_root, run_arguments(**kw))
     return summarize(task.outputs)
 
 
@@ -156,10 +145,4 @@ def format_summary(summary: dict) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.incremental_learning [out.yaml]`
-    import sys
-
-    from kfp import compiler
-
-    target = sys.argv[1] if len(sys.argv) > 1 else "incremental_learning.yaml"
-    compiler.Compiler().compile(incremental_learning, target)
-    print(f"wrote {target}")
+    compile_main(incremental_learning, "incremental_learning.yaml")

@@ -29,6 +29,7 @@ from components.common import default_base_image
 from components.joint_inference import component as joint_component
 from components.publish import component as publish_component
 from components.serve import component as serve_component
+from pipelines._local import compile_main, run_with_kfp_local
 from pipelines.object_detection import _cluster_settings, build_dataset_source
 
 PIPELINE_NAME = "joint-inference"
@@ -117,23 +118,12 @@ def run_local(pipeline_root: str | Path, little_uri: str | None = None, big_uri:
               upload_budget: float = 0.3, limit: int = 0, serve_name: str = "joint-cloud",
               keep_serving: bool = False) -> dict:
     """Run with kfp.local and summarize. The cloud server is stopped afterwards unless ``keep_serving``."""
-    import warnings
-
-    from kfp import local
-
     from mlkit.serving import lifecycle
 
     arguments = run_arguments(little_uri, big_uri, dataset_uri, profile, tflite_variant, upload_budget, limit,
                               "local", serve_name)
-    root = Path(pipeline_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
-            warnings.filterwarnings("ignore", message=".*have no effect in the current local runner",
-                                    category=UserWarning)
-            task = joint_inference(**arguments)
+        task = run_with_kfp_local(joint_inference, pipeline_root, arguments)
     finally:
         if not keep_serving:
             lifecycle.stop(serve_name)
@@ -166,10 +156,4 @@ def format_summary(summary: dict) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.joint_inference [out.yaml]`
-    import sys
-
-    from kfp import compiler
-
-    target = sys.argv[1] if len(sys.argv) > 1 else "joint_inference.yaml"
-    compiler.Compiler().compile(joint_inference, target)
-    print(f"wrote {target}")
+    compile_main(joint_inference, "joint_inference.yaml")

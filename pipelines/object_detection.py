@@ -42,6 +42,7 @@ from components.generate_dataset import component as generate_component
 from components.publish import component as publish_component
 from components.serve import component as serve_component
 from components.train import component as train_component
+from pipelines._local import compile_main, run_with_kfp_local
 
 PIPELINE_NAME = "object-detection"
 MODELS = ("little", "big")
@@ -215,21 +216,8 @@ def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "
     for bad arguments (see ``run_arguments``) and ``RuntimeError`` naming the failed task when a task
     fails (kfp.local has printed its log).
     """
-    import warnings
-
-    from kfp import local
-
     arguments = run_arguments(dataset_uri, profile, map_threshold, tflite_variant, "local", serve_name)
-    root = Path(pipeline_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    with warnings.catch_warnings():
-        # Per-task noise: the SubprocessRunner warns for every image without "python" in its name (mlkit's
-        # image is one) and for display names, which only a cluster shows.
-        warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
-        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner",
-                                category=UserWarning)
-        task = object_detection(**arguments)
+    task = run_with_kfp_local(object_detection, pipeline_root, arguments)
     return summarize(task.outputs, arguments["map_threshold"], tflite_variant)
 
 
@@ -288,10 +276,4 @@ def format_summary(summary: dict) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.object_detection [out.yaml]`
-    import sys
-
-    from kfp import compiler
-
-    target = sys.argv[1] if len(sys.argv) > 1 else "object_detection.yaml"
-    compiler.Compiler().compile(object_detection, target)
-    print(f"wrote {target}")
+    compile_main(object_detection, "object_detection.yaml")

@@ -24,8 +24,6 @@ from mlkit.errors import MlkitError
 SEED_MD = (REPO / ".." / "shared" / "seeds" / "model-ensemble-dag.md").resolve()
 SEED_COPY = REPO / "tests" / "ensemble" / "data" / "ovms_seed_config.json"
 CRDS = (REPO / ".." / "shared" / "kserve-crds").resolve()
-KINDS = {"InferenceService": "serving.kserve.io_inferenceservices.yaml",
-         "InferenceGraph": "serving.kserve.io_inferencegraphs.yaml"}
 
 
 # --------------------------------------------------------------------------- the seed's config
@@ -85,39 +83,17 @@ def test_the_seed_with_its_original_tensor_names_is_refused_naming_the_item(tiny
 
 
 # --------------------------------------------------------------------------- CRD schemas
-def _to_json_schema(node):
-    """openAPIV3Schema -> JSON schema: x-kubernetes-* dropped, int-or-string either, unknown fields refused."""
-    if isinstance(node, list):
-        return [_to_json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if node.get("nullable"):
-        out.pop("nullable")
-        if "type" in out:
-            out["type"] = [out["type"], "null"]
-    if "properties" in out and "additionalProperties" not in out and \
-            not node.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False
-    return out
-
-
 @functools.cache
-def _validator(kind: str):
-    import jsonschema
+def _schemas():
+    from mlkit.serving.crd_schema import CrdSchemas
 
-    crd = yaml.safe_load((CRDS / KINDS[kind]).read_text())
-    version = next(v for v in crd["spec"]["versions"] if v.get("storage", v.get("served")))
-    return jsonschema.Draft7Validator(_to_json_schema(version["schema"]["openAPIV3Schema"]))
+    return CrdSchemas(CRDS)
 
 
 def crd_errors(doc: dict) -> list[str]:
     if not CRDS.is_dir():
         pytest.skip(f"KServe CRDs not found at {CRDS}")
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(doc["kind"]).iter_errors(doc)]
+    return _schemas().errors(doc)
 
 
 @pytest.fixture(scope="module")

@@ -22,53 +22,32 @@ from mlkit.serving import manifests
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = (REPO / ".." / "shared" / "kserve-crds").resolve()
-KINDS = {"InferenceService": "serving.kserve.io_inferenceservices.yaml",
-         "ServingRuntime": "serving.kserve.io_servingruntimes.yaml",
-         "ClusterServingRuntime": "serving.kserve.io_clusterservingruntimes.yaml"}
-
-
-# --------------------------------------------------------------------------- CRD schema -> JSON schema
-def _to_json_schema(node):
-    """An openAPIV3Schema as a JSON schema: ``x-kubernetes-*`` keys dropped, int-or-string accepted as either.
-
-    Unknown fields are refused where the CRD lists ``properties`` (the API server would silently prune
-    them: a typo in a field name is a bug either way), unless ``x-kubernetes-preserve-unknown-fields``.
-    """
-    if isinstance(node, list):
-        return [_to_json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if node.get("nullable"):
-        out.pop("nullable")
-        if "type" in out:
-            out["type"] = [out["type"], "null"]
-    if ("properties" in out and "additionalProperties" not in out
-            and not node.get("x-kubernetes-preserve-unknown-fields")):
-        out["additionalProperties"] = False
-    return out
 
 
 @functools.cache
-def _validator(kind: str):
-    import jsonschema
+def _schemas():
+    from mlkit.serving.crd_schema import CrdSchemas
 
-    path = CRDS / KINDS[kind]
-    crd = yaml.safe_load(path.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v.get("storage", v.get("served")))
-    schema = _to_json_schema(version["schema"]["openAPIV3Schema"])
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema)
+    return CrdSchemas(CRDS)
 
 
 def crd_errors(doc: dict) -> list[str]:
     if not CRDS.is_dir():
         pytest.skip(f"KServe CRDs not found at {CRDS} (the shared folder next to the repository)")
-    errors = _validator(doc["kind"]).iter_errors(doc)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+    return _schemas().errors(doc)
+
+
+def test_crd_schemas_refuse_a_folder_without_crds_and_an_unknown_kind(tmp_path):
+    from mlkit.serving.crd_schema import CrdSchemas
+
+    with pytest.raises(MlkitError, match="not found"):
+        CrdSchemas(tmp_path / "missing")
+    (tmp_path / "cm.yaml").write_text("kind: ConfigMap\napiVersion: v1\n")
+    with pytest.raises(MlkitError, match="no CustomResourceDefinition"):
+        CrdSchemas(tmp_path)
+    if CRDS.is_dir():
+        with pytest.raises(MlkitError, match="no CRD for kind 'Pod'"):
+            _schemas().errors({"kind": "Pod"})
 
 
 def assert_valid(doc: dict) -> None:

@@ -133,7 +133,10 @@ def _configs(size: DemoSize):
     from mlkit.models.config import LITTLE
     from mlkit.models.train import TrainConfig
 
-    cfg = dc.replace(LITTLE, input_width=128, input_height=96, neck_channels=16, head_convs=1) if size.tiny else LITTLE
+    if size.tiny:
+        cfg = dc.replace(LITTLE, input_width=128, input_height=96, neck_channels=16, head_convs=1)
+    else:  # the seed's input_shape "256,320" (height,width), at which the demo's figures were measured
+        cfg = dc.replace(LITTLE, input_width=320, input_height=256)
     return cfg, TrainConfig(epochs=size.site_a_epochs, batch_size=size.batch_size, seed=7, patience=size.site_a_epochs)
 
 
@@ -367,6 +370,37 @@ def run_demo(out_dir: str | Path, size: DemoSize, modes: Sequence[str] = ("groun
     report["chart"] = str(chart(report, out / "incremental.png"))
     atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     return report
+
+
+def site_b_viewers(out_dir: str | Path, report: dict, mode: str | None = None, limit: int = 6,
+                   score_threshold: float = 0.3) -> tuple:
+    """Two DetectionViewers of held-out site-B images: the site-A model's boxes, then the last deployed model's.
+
+    ``mode`` picks the relabelling path (default: the report's first); ground truth is drawn in both.
+    """
+    from mlkit.data.layout import load_split
+    from mlkit.incremental.rounds import tflite_dir
+    from mlkit.models.predict import TFLiteDetector
+    from mlkit.viz import DetectionViewer
+
+    out = Path(out_dir)
+    paths = {p["mode"]: p for p in report["paths"]}
+    if not paths:
+        raise MlkitError("the report has no relabelling path: run the demo first")
+    path = paths[mode] if mode is not None else report["paths"][0]
+    variant = DEMO_SIZES[report["size"]].variant
+    test_b = load_split(out / "data" / "test_b", "all")
+    test_b = test_b.subset(range(min(limit, len(test_b))))
+    images = [test_b.load_image(i) for i in range(len(test_b))]
+    viewers = []
+    for model, title in ((out / "initial-model", "site-A model (round 0)"),
+                         (Path(path["state"]["deployed_model"]), f"deployed v{path['state']['deployed_version']} "
+                                                                  f"({path['mode']} labels)")):
+        det = TFLiteDetector(tflite_dir(model, variant) / "model.tflite", num_threads=2)
+        predictions = [det.predict([im], score_threshold=0.05)[0] for im in images]
+        viewers.append(DetectionViewer.from_dataset(test_b, predictions, score_threshold=score_threshold,
+                                                    title=f"site B, {title}"))
+    return tuple(viewers)
 
 
 def format_report(report: dict) -> str:

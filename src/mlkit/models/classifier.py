@@ -174,10 +174,9 @@ class ClassifierTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise MlkitError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not 0 < self.learning_rate < 1:
-            raise MlkitError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        from mlkit.models.train import check_optimizer_settings
+
+        check_optimizer_settings(self.epochs, self.batch_size, self.learning_rate)
 
 
 def _augmented(x: np.ndarray, y: np.ndarray, tc: ClassifierTrainConfig):

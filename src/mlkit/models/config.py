@@ -66,9 +66,9 @@ class DetectorConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-# The edge model sees the 512x384 scene at 320x256 (a 12 px head becomes 7.5 px); the cloud
-# model sees it at 448x352 (10.5 px) with a 2x wider backbone: about 6x the FLOPs.
-LITTLE = DetectorConfig("little", 320, 256, alpha=0.35, neck_channels=48)
+# The edge model sees the 512x384 scene at 256x192 (a 12 px head becomes 6 px, under one stride-8
+# cell); the cloud model sees it at 448x352 (10.5 px) with a 2x wider backbone: about 10x the FLOPs.
+LITTLE = DetectorConfig("little", 256, 192, alpha=0.35, neck_channels=48)
 BIG = DetectorConfig("big", 448, 352, alpha=0.75, neck_channels=64)
 PRESETS = {"little": LITTLE, "big": BIG}
 

@@ -41,12 +41,17 @@ class TrainConfig:
     color_jitter: float = 0.15
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise MlkitError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise MlkitError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0 < self.learning_rate < 1:
-            raise MlkitError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        check_optimizer_settings(self.epochs, self.batch_size, self.learning_rate)
+
+
+def check_optimizer_settings(epochs: int, batch_size: int, learning_rate: float) -> None:
+    """The checks every training config shares; raises ``MlkitError`` naming the bad value."""
+    if epochs < 1:
+        raise MlkitError(f"epochs must be >= 1, got {epochs}")
+    if batch_size < 1:
+        raise MlkitError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 < learning_rate < 1:
+        raise MlkitError(f"learning_rate must be in (0, 1), got {learning_rate}")
 
 
 def prepare_arrays(ds: Dataset, cfg: DetectorConfig, show_progress: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -96,6 +96,10 @@ class TFLiteModel(Model):
     def _open(self, raw_meta: dict) -> Any:
         raise NotImplementedError
 
+    def _warm_up(self, runtime: Any) -> None:
+        """One inference on zeros: proves the model runs before it is marked ready."""
+        runtime.predict_batch(np.zeros((1, *self.input_hw(runtime), 3), np.uint8))
+
     def load(self) -> bool:
         if self.ready:
             return True
@@ -105,7 +109,7 @@ class TFLiteModel(Model):
             if not model_path.is_file():
                 raise MlkitError(f"{model_path} not found: a model version folder needs {MODEL_FILE}")
             runtime = self._open(raw_meta)
-            runtime.predict_batch(np.zeros((1, *self.input_hw(runtime), 3), np.uint8))  # proves it runs
+            self._warm_up(runtime)
             max_bs = int(raw_meta.get("max_batch_size", self.max_batch_size))
             max_lat = float(raw_meta.get("max_latency_ms", self.max_latency_ms))
         except (MlkitError, ValueError, RuntimeError, OSError, TypeError, KeyError) as exc:

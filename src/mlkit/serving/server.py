@@ -334,8 +334,13 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
                             poll_seconds: float = 2.0, timeout: float = 60.0,
                             log_path: str | Path | None = None, http_port: int | None = None,
                             response_delay_ms: float = 0.0,
-                            graph_config: str | Path | None = None) -> BackgroundServer:
-    """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers."""
+                            graph_config: str | Path | None = None,
+                            cpus: set[int] | None = None) -> BackgroundServer:
+    """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers.
+
+    ``cpus`` pins the server (every thread it will start) to those CPU numbers, Linux only: benchmarks use it to
+    keep a "remote" server off the cores the client measures on.
+    """
     import httpx
 
     http_port, grpc_port = http_port or free_port(), free_port()
@@ -348,8 +353,11 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []
     cmd += ["--graph-config", str(graph_config)] if graph_config is not None else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if cpus is not None and not hasattr(os, "sched_setaffinity"):
+        raise MlkitError("pinning the server to CPUs needs Linux (os.sched_setaffinity)")
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None
     with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, preexec_fn=pin)
     handle = BackgroundServer(proc, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

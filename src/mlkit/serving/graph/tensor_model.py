@@ -27,9 +27,8 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, to_http_parameters
 
 from mlkit.errors import MlkitError
-from mlkit.serving.batcher import DynamicBatcher
 from mlkit.serving.graph.tensors import TensorSpec, datatype_of, shapes_compatible
-from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel, read_metadata
+from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel
 
 log = logging.getLogger(__name__)
 
@@ -105,33 +104,14 @@ class TFLiteTensorModel(TFLiteModel):
 
     task = "tensor"
 
-    def load(self) -> bool:
-        if self.ready:
-            return True
-        try:
-            raw_meta = read_metadata(self.model_dir)
-            if raw_meta.get("task") != "tensor":
-                raise MlkitError(f"{self.model_dir / METADATA_FILE}: task is {raw_meta.get('task')!r}, not 'tensor'")
-            model_path = self.model_dir / MODEL_FILE
-            if not model_path.is_file():
-                raise MlkitError(f"{model_path} not found: a model version folder needs {MODEL_FILE}")
-            runtime = _TensorRuntime(model_path, raw_meta, self.model_dir / METADATA_FILE, self.num_threads)
-            runtime.run({io.name: np.zeros((1, *io.spec.shape[1:]), io.spec.numpy_type)
-                         for io in runtime.inputs})  # proves it runs
-            max_bs = int(raw_meta.get("max_batch_size", self.max_batch_size))
-            max_lat = float(raw_meta.get("max_latency_ms", self.max_latency_ms))
-        except (MlkitError, ValueError, RuntimeError, OSError, TypeError, KeyError) as exc:
-            self.load_error = f"{type(exc).__name__}: {exc}"
-            self.ready = False
-            log.error("cannot load model %s from %s: %s", self.label, self.model_dir, exc)
-            return False
-        self.runtime = runtime
-        self.max_batch_size, self.max_latency_ms = max_bs, max_lat
-        self.batcher = DynamicBatcher(self._run_batch, model=self.name, max_batch_size=max_bs,
-                                      max_latency_ms=max_lat, size=lambda job: job.n)
-        self.load_error, self.ready = None, True
-        log.info("loaded tensor model %s from %s", self.label, self.model_dir)
-        return True
+    # Loading is TFLiteModel.load (checks, batcher, ready flag) with these two hooks.
+    def _open(self, raw_meta: dict) -> _TensorRuntime:
+        if raw_meta.get("task") != "tensor":
+            raise MlkitError(f"{self.model_dir / METADATA_FILE}: task is {raw_meta.get('task')!r}, not 'tensor'")
+        return _TensorRuntime(self.model_dir / MODEL_FILE, raw_meta, self.model_dir / METADATA_FILE, self.num_threads)
+
+    def _warm_up(self, runtime: _TensorRuntime) -> None:
+        runtime.run({io.name: np.zeros((1, *io.spec.shape[1:]), io.spec.numpy_type) for io in runtime.inputs})
 
     # --- tensors in --------------------------------------------------------------------------------
     def check_arrays(self, arrays: dict[str, Any], where: str = "request") -> tuple[dict[str, np.ndarray], int]:
