@@ -150,6 +150,7 @@ def format_summary(summary: dict) -> str:
     for f in ev.pop("filters"):
         f["points"] = [SweepPoint(**p) for p in f["points"]]
         filters.append(FilterResult(**f))
+    ev["oracle"] = [SweepPoint(**p) for p in ev.get("oracle", [])]
     table = JointEvaluation(filters=filters, **ev).table()
     return "\n".join([table, "", f"{'run outputs:':<14}{summary['run_dir']}", f"{'report:':<14}{summary['report']}",
                       f"{'chart:':<14}{summary['chart']}"])

@@ -31,6 +31,7 @@ def test_joint_run_cli_end_to_end(video, cloud_server, tmp_path):
         {"key": "threshold_uncertainty", "value": "0.0"}]}  # 0 = every frame is hard
     data["spec"]["cloudWorker"]["workerSpec"]["parameters"][0]["value"] = cloud_server.url
     data["spec"]["cloudWorker"]["workerSpec"]["parameters"][1]["value"] = "60000"  # a busy CI machine is slow
+    data["spec"]["cloudWorker"]["workerSpec"]["parameters"][2]["value"] = "16"  # every frame in flight: no "busy"
     config = tmp_path / "joint.yaml"
     config.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
@@ -78,3 +79,28 @@ def test_evaluate_joint_endpoints_and_sweep(edge_model):
     d = result.to_dict()
     assert d["edge_map50"] == pytest.approx(coco_map(ds, edge)["map50"]) and np.isfinite(d["bytes_ratio"])
     assert "bytes per uploaded frame" in result.table()
+
+
+def test_oracle_uploads_exactly_the_frames_the_cloud_fixes(tmp_path):
+    """Edge perfect on even frames and blind on odd ones, cloud perfect: the oracle at 50% is the cloud."""
+    from mlkit.data.layout import load_split
+    from mlkit.data.synthetic.generate import SyntheticSpec, generate_dataset
+    from mlkit.detections import Detections
+    from mlkit.joint.evaluate import oracle_points
+
+    ds = load_split(generate_dataset(tmp_path, SyntheticSpec(train=0, val=0, test=8, seed=4), workers=1,
+                                     show_progress=False), "test")
+    perfect = [Detections(r.boxes, np.full(len(r.labels), 0.9), r.labels) for r in ds]
+    edge = [d if i % 2 == 0 else Detections() for i, d in enumerate(perfect)]
+    points = {p.value: p for p in oracle_points(ds, edge, perfect, ratios=(0.0, 0.25, 0.5))}
+    assert points[0.5].upload_ratio == 0.5 and points[0.5].map50 == pytest.approx(1.0)
+    assert points[0.0].map50 < points[0.25].map50 < points[0.5].map50
+
+
+def test_budget_margin_shrinks_with_more_tuning_frames():
+    from mlkit.joint.evaluate import budget_margin
+
+    assert budget_margin(0.3, 300) == pytest.approx(1.645 * (0.3 * 0.7 / 300) ** 0.5)
+    assert budget_margin(0.3, 3000) < budget_margin(0.3, 300) < budget_margin(0.3, 30)
+    assert budget_margin(0.3, 10) == pytest.approx(0.15)  # capped at half the budget
+    assert budget_margin(0.3, 6) == pytest.approx(0.3 - 1 / 6)  # one of 6 frames may still go
