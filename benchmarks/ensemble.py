@@ -13,6 +13,7 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from pathlib import Path
 
@@ -28,8 +29,6 @@ def crops(count: int, size: int = 64) -> list[np.ndarray]:
 
 def isolated(graph, trace_nodes, images, requests, pipeline_name, input_name) -> dict[str, float]:
     """Median ms of each branch model run alone (through the same runtime, no other node running)."""
-    import asyncio
-
     pipe = graph.pipeline(pipeline_name)
     out = {}
     nodes = pipe.pipeline.nodes
@@ -37,12 +36,15 @@ def isolated(graph, trace_nodes, images, requests, pipeline_name, input_name) ->
         if node.model_name is None or node.name == trace_nodes[-1]:
             continue
         runner = pipe.runtime
-        async def timed(node=node, runner=runner) -> float:  # timed inside: no event-loop setup counted
-            t0 = time.perf_counter()
-            await runner(node, {k: images for k in node.inputs})
-            return time.perf_counter() - t0
+        async def timed(node=node, runner=runner) -> list[float]:  # one loop, as in the server
+            times = []
+            for _ in range(requests):
+                t0 = time.perf_counter()
+                await runner(node, {k: images for k in node.inputs})
+                times.append(time.perf_counter() - t0)
+            return times
 
-        times = [asyncio.run(timed()) for _ in range(requests)]
+        times = asyncio.run(timed())
         out[node.name] = 1000 * float(np.median(times))
     return out
 
@@ -66,20 +68,28 @@ def main() -> None:
     try:
         for batch in [int(b) for b in args.batch.split(",")]:
             images = crops(batch)
-            for _ in range(10):  # warm up
-                graph.run(args.pipeline, **{input_name: images})
             total, longest, summed, combiner = [], [], [], []
-            for _ in range(args.requests):
-                trace = []
-                t0 = time.perf_counter()
-                graph.run(args.pipeline, trace=trace, **{input_name: images})
-                total.append(time.perf_counter() - t0)
-                runs = {r.node: r.end - r.start for r in trace}
-                last = max(trace, key=lambda r: r.end).node
-                branches = [v for k, v in runs.items() if k != last]
-                longest.append(max(branches))
-                summed.append(sum(branches))
-                combiner.append(runs[last])
+
+            async def requests(images=images, total=total, longest=longest, summed=summed, combiner=combiner):
+                # One event loop for every request, as in the server (asyncio.run per request would time
+                # the loop's set-up and tear-down too).
+                for _ in range(10):  # warm up
+                    await graph.arun(args.pipeline, **{input_name: images})
+                for _ in range(args.requests):
+                    trace = []
+                    t0 = time.perf_counter()
+                    await graph.arun(args.pipeline, trace=trace, **{input_name: images})
+                    total.append(time.perf_counter() - t0)
+                    runs = {r.node: r.end - r.start for r in trace}
+                    last = max(trace, key=lambda r: r.end).node
+                    branches = [v for k, v in runs.items() if k != last]
+                    longest.append(max(branches))
+                    summed.append(sum(branches))
+                    combiner.append(runs[last])
+
+            asyncio.run(requests())
+            trace = []
+            graph.run(args.pipeline, trace=trace, **{input_name: images})
             t, m, s, c = (1000 * float(np.median(x)) for x in (total, longest, summed, combiner))
             print(f"{batch:>5} {t:>12.2f} {m:>11.2f} {s:>13.2f} {c:>9.2f} {(t - m) / (s - m):>21.2f}"
                   "   (branches timed inside the pipeline)")

@@ -2,7 +2,8 @@
 
 For each model, on the same cores and interpreter threads:
   * bare interpreter: invoke-only and full predict (letterbox + invoke + decode/NMS) per image, batch 1 and 8;
-  * served: batching off / on x JSON base64 (v1) / v2 binary BYTES, at concurrency 1, 4, 16, 32:
+  * served: batching off / on x JSON base64 JPEG (v1) / v2 binary JPEG BYTES / v2 binary UINT8 pixels at the
+    model's input size, at concurrency 1, 4, 16, 32:
     throughput, p50, p95, p99, plus the server's queue and compute time from its Prometheus metrics;
   * ratios: served/bare at concurrency 16, batched/unbatched at concurrency 16, and the server's overhead per
     request at concurrency 1 (latency minus the bare predict time);
@@ -25,6 +26,17 @@ from pathlib import Path
 import numpy as np
 
 CONCURRENCY = (1, 4, 16, 32)
+# v1 JSON with base64 JPEG; v2 binary BYTES tensor of JPEGs; v2 binary UINT8 tensor at the model's input size
+PAYLOADS = ("v1-json-b64", "v2-binary", "v2-raw")
+
+
+def model_sized(images: list[np.ndarray], model_path: Path) -> list[np.ndarray]:
+    """The images letterboxed to the model's input, as a client that prepares its own tensors sends them."""
+    from mlkit.models.postprocess import letterbox
+    from mlkit.models.predict import DetectorMeta
+
+    meta = DetectorMeta.load(model_path.parent / "metadata.json")
+    return [letterbox(im, meta.input_width, meta.input_height)[0] for im in images]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -138,9 +150,12 @@ def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, r
         mb = 1 if batching == "off" else max_batch
         with start_background_server(repo, max_batch_size=mb, max_latency_ms=max_latency_ms,
                                      num_threads=threads) as srv:
-            for proto in ("v1-json-b64", "v2-binary"):
-                client = ServingClient(srv.url, name, protocol="v1" if proto.startswith("v1") else "v2")
-                bodies = [client.build([im]) for im in images]
+            for proto in PAYLOADS:
+                client = ServingClient(srv.url, name, protocol="v1" if proto.startswith("v1") else "v2",
+                                       encoding="raw" if proto == "v2-raw" else "jpeg")
+                # raw: the pixels already letterboxed to the model's input, so the server decodes nothing
+                bodies = [client.build([im]) for im in (model_sized(images, model_path) if proto == "v2-raw"
+                                                        else images)]
                 client.predict([images[0]])  # warm up
                 for c in CONCURRENCY:
                     before = scrape(srv.url)
@@ -182,9 +197,11 @@ def report(name: str, r: dict) -> None:
     print(f"  batched/unbatched at c=16 (v2 binary):          {on16 / off16:.2f}")
     print(f"  batched/unbatched at c=16 (v1 JSON base64):     "
           f"{s[('on', 'v1-json-b64', 16)]['throughput'] / s[('off', 'v1-json-b64', 16)]['throughput']:.2f}")
-    overhead = s[("off", "v2-binary", 1)]["p50"] - 1000 / b["invoke_b1_img_s"]
-    print(f"  server overhead per request at c=1 (p50 minus bare invoke): {overhead:.2f} ms "
-          f"(minus bare predict: {s[('off', 'v2-binary', 1)]['p50'] - b['predict_ms']:.2f} ms)")
+    invoke_ms = 1000 / b["invoke_b1_img_s"]
+    for proto in ("v2-raw", "v2-binary"):
+        p50 = s[("off", proto, 1)]["p50"]
+        print(f"  server overhead per request at c=1, {proto:<9} (p50 {p50:.2f} ms minus bare invoke "
+              f"{invoke_ms:.2f} ms): {p50 - invoke_ms:.2f} ms   (minus bare predict: {p50 - b['predict_ms']:.2f} ms)")
     soak = r.get("soak")
     if soak:
         print(f"  soak 2000 requests at c=32: {soak['errors']} errors, RSS {soak['rss_before_mb']:.0f} MB -> "

@@ -78,7 +78,8 @@ def test_evaluate_joint_endpoints_and_sweep(edge_model):
     assert result.bytes_json_list > 20 * result.bytes_jpeg
     d = result.to_dict()
     assert d["edge_map50"] == pytest.approx(coco_map(ds, edge)["map50"]) and np.isfinite(d["bytes_ratio"])
-    assert "bytes per uploaded frame" in result.table()
+    assert "bytes per uploaded frame" in result.table() and "oracle (uses GT)" in result.table()
+    assert result.oracle and all(0.0 <= p.map50 <= 1.0 for p in result.oracle)
 
 
 def test_oracle_uploads_exactly_the_frames_the_cloud_fixes(tmp_path):
