@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,3 +128,15 @@ def test_plain_serve_keeps_working_without_a_subcommand(monkeypatch, tmp_path):
     assert seen["host"] == "127.0.0.1"
     r = _cli()
     assert r.exit_code == 2 and "Missing option '--model-dir'" in r.output
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_background_server_pinned_to_cpus_with_every_thread(model_repo):
+    from mlkit.serving.server import start_background_server
+
+    cpu = min(os.sched_getaffinity(0))
+    with start_background_server(model_repo, cpus={cpu}) as srv:
+        threads = list(Path(f"/proc/{srv.proc.pid}/task").iterdir())
+        assert len(threads) > 1  # the interpreter, event loop and model threads all started after pinning
+        for task in threads:
+            assert os.sched_getaffinity(int(task.name)) == {cpu}, task.name

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ class CrdSchemas:
         if not self.folder.is_dir():
             raise MlkitError(f"CRD folder {self.folder} not found: point it at KServe's config/crd/full")
         self._crds: dict[str, dict] = {}
+        self._validators: dict[str, object] = {}
         for path in sorted(self.folder.glob("*.y*ml")):
             for doc in yaml.safe_load_all(path.read_text()):
                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
@@ -59,8 +59,9 @@ class CrdSchemas:
     def kinds(self) -> list[str]:
         return sorted(self._crds)
 
-    @functools.cache  # noqa: B019 - one validator per kind for the life of the (few) instances
     def _validator(self, kind: str):
+        if kind in self._validators:
+            return self._validators[kind]
         try:
             import jsonschema
         except ImportError:
@@ -69,7 +70,8 @@ class CrdSchemas:
         version = next(v for v in crd["spec"]["versions"] if v.get("storage", v.get("served")))
         schema = to_json_schema(version["schema"]["openAPIV3Schema"])
         jsonschema.Draft7Validator.check_schema(schema)
-        return jsonschema.Draft7Validator(schema)
+        self._validators[kind] = jsonschema.Draft7Validator(schema)
+        return self._validators[kind]
 
     def errors(self, doc: dict) -> list[str]:
         """Every schema violation in ``doc`` as ``path: message``; empty when valid."""

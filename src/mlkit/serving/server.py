@@ -355,9 +355,12 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if cpus is not None and not hasattr(os, "sched_setaffinity"):
         raise MlkitError("pinning the server to CPUs needs Linux (os.sched_setaffinity)")
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None
     with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, preexec_fn=pin)
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+    if cpus is not None:
+        # Pinned while the interpreter is still starting: every thread it creates later inherits the mask.
+        # (preexec_fn would do it before exec, but is unsafe in a process that has threads.)
+        os.sched_setaffinity(proc.pid, cpus)
     handle = BackgroundServer(proc, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
