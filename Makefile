@@ -40,10 +40,12 @@ lint: setup ## ruff
 compile: setup ## compile every pipeline to IR YAML (golden files in pipelines/golden)
 	$(MLKIT) pipeline compile --out pipelines/golden
 
-bench: setup ## serving, joint and video benchmarks on the committed models (run on a quiet machine)
+bench: setup ## serving, video, joint and ensemble benchmarks on the committed models (run on a quiet machine)
 	$(PY) benchmarks/serving.py --models little,big --threads 2
-	$(PY) benchmarks/joint.py
 	$(PY) benchmarks/video.py
+	$(PY) benchmarks/video.py --encoding raw
+	$(PY) benchmarks/joint.py --filters Random,Uncertainty,CloudOnly
+	$(PY) benchmarks/ensemble.py
 
 # Jupyter refuses to start as root without --allow-root (containers and CI machines run as root).
 lab: setup ## JupyterLab on 127.0.0.1 with the notebooks and the .venv kernel
