@@ -25,6 +25,7 @@ import numpy as np
 
 from mlkit.data.atomic import atomic_write_text
 from mlkit.errors import MlkitError
+from mlkit.jsonl import read_jsonl
 
 INDEX = "index.jsonl"
 CLASSES = "classes.txt"
@@ -77,15 +78,7 @@ class DatasetIndex:
         if not self.path.is_file():
             raise MlkitError(f"dataset index not found: {self.path} (create it with `mlkit label import` or "
                              "`mlkit incremental demo`)")
-        out = []
-        for lineno, line in enumerate(self.path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise MlkitError(f"{self.path}:{lineno}: invalid JSON ({exc.msg})") from None
-        return out
+        return read_jsonl(self.path, partial_tail=False)  # written atomically: a bad last line is corruption
 
     def max_seq(self) -> int:
         return max((e["seq"] for e in self.entries()), default=0)

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,32 +16,9 @@ import numpy as np
 from mlkit.data.dataset import Dataset
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
+from mlkit.jsonl import read_jsonl
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Records of a JSON-lines file. A last line cut short (a run stopped mid-write) is left out;
-    any other bad line is an error naming its line number."""
-    path = Path(path)
-    if not path.is_file():
-        raise MlkitError(f"predictions file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if n == len(lines) and not text.endswith("\n"):
-                break
-            raise MlkitError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(rec, dict):
-            raise MlkitError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
-        records.append(rec)
-    return records
 
 
 def _frame_index(rec: dict, path: Path, n: int) -> int:
