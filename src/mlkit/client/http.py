@@ -34,7 +34,7 @@ def encode_image(image: np.ndarray, encoding: str = "jpeg", quality: int = 90) -
     """RGB uint8 [H, W, 3] -> JPEG or PNG bytes."""
     import cv2
 
-    image = np.asarray(image)
+    image = np.ascontiguousarray(image)  # OpenCV refuses strided views (crops, flipped arrays)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise MlkitError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
     ext, params = (".png", []) if encoding == "png" else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)])

@@ -86,12 +86,9 @@ class _Pending:
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    import cv2
+    from mlkit.client.http import encode_image
 
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise MlkitError("could not JPEG-encode a frame")
-    return buf.tobytes()
+    return encode_image(rgb, "jpeg", quality)
 
 
 class JointWorker:

@@ -30,12 +30,9 @@ def ipywidgets():
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """RGB uint8 image -> PNG bytes (for an ``ipywidgets.Image``)."""
-    import cv2
+    from mlkit.client.http import encode_image
 
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise MlkitError(f"cannot encode an image of shape {list(np.shape(rgb))} as PNG")
-    return buf.tobytes()
+    return encode_image(rgb, "png")
 
 
 def message_html(text: str, kind: str = "error") -> str:
