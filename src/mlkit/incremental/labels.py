@@ -98,14 +98,26 @@ def _copy_image(index: DatasetIndex, ex: HardExample) -> str:
     return str(dest.relative_to(index.root))
 
 
+def _check_train_prob(train_prob: float) -> None:
+    if not 0 < train_prob <= 1:
+        raise MlkitError(f"trainProb must be in (0, 1], got {train_prob}")
+
+
+def _add(index: DatasetIndex, samples: list[dict], report: LabelReport) -> None:
+    """Append to the index and count the samples' splits as the index now holds them."""
+    report.added, report.replaced = index.add(samples)
+    current = {e["id"]: e["split"] for e in index.entries()}
+    report.train = sum(current[s["id"]] == "train" for s in samples)
+    report.eval = len(samples) - report.train
+
+
 def import_labels(store: str | Path, labels: str | Path, fmt: str, index_root: str | Path, train_prob: float,
                   class_names: Sequence[str] | None = None, seed: int = 0, prefix: str = "",
                   source: str | None = None) -> LabelReport:
     """Match labels to the store's frames by file name and append them to the index."""
     if fmt not in LABEL_FORMATS:
         raise MlkitError(f"unknown label format {fmt!r}; choose one of {', '.join(LABEL_FORMATS)}")
-    if not 0 < train_prob <= 1:
-        raise MlkitError(f"trainProb must be in (0, 1], got {train_prob}")
+    _check_train_prob(train_prob)
     store, labels = Path(store), Path(labels)
     if not labels.exists():
         raise MlkitError(f"labels not found: {labels}")
@@ -133,10 +145,7 @@ def import_labels(store: str | Path, labels: str | Path, fmt: str, index_root: s
     if not samples:
         raise MlkitError(f"none of the {len(found)} labelled images in {labels} matches a frame of the store "
                          f"{store} ({len(examples)} frames); labels are matched by file name")
-    report.added, report.replaced = index.add(samples)
-    current = {e["id"]: e["split"] for e in index.entries()}
-    report.train = sum(current[s["id"]] == "train" for s in samples)
-    report.eval = len(samples) - report.train
+    _add(index, samples, report)
     return report
 
 
@@ -153,8 +162,7 @@ def auto_label(store: str | Path, model: str | Path, index_root: str | Path, tra
 
     if not 0 < threshold < 1:
         raise MlkitError(f"the confidence threshold must be in (0, 1), got {threshold}")
-    if not 0 < train_prob <= 1:
-        raise MlkitError(f"trainProb must be in (0, 1], got {train_prob}")
+    _check_train_prob(train_prob)
     detector = open_detector(model, num_threads=num_threads)
     index = DatasetIndex(index_root, class_names).create()
     if tuple(detector.meta.class_names) != tuple(index.class_names):
@@ -174,8 +182,5 @@ def auto_label(store: str | Path, model: str | Path, index_root: str | Path, tra
         samples.append(sample(ex.id, _copy_image(index, ex), ex.width, ex.height, det.boxes, det.labels, split,
                               tag, pseudo=True, scores=det.scores, model=str(model), threshold=threshold))
     if samples:
-        report.added, report.replaced = index.add(samples)
-        current = {e["id"]: e["split"] for e in index.entries()}
-        report.train = sum(current[s["id"]] == "train" for s in samples)
-        report.eval = len(samples) - report.train
+        _add(index, samples, report)
     return report

@@ -129,12 +129,12 @@ def decide(new: dict, old: dict, condition, class_names) -> dict:
         reason = f"{condition.describe()} {'holds' if holds else 'does not hold'} ({condition.metric} = {value:+.4f})"
     except MlkitError as exc:  # e.g. an indexed class with no ground truth: no evidence, do not deploy
         holds, value, reason = False, None, f"not deployed: {exc}"
-    map_delta = _nan_to_none(new.get("map50"), old.get("map50"))
+    map_delta = _finite_delta(new.get("map50"), old.get("map50"))
     return {"deploy": bool(holds), "value": value, "reason": reason, "deltas": deltas,
             "map50_delta": map_delta, "new": new, "old": old}
 
 
-def _nan_to_none(a, b):
+def _finite_delta(a, b):
     if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
         return None
     return float(a) - float(b)

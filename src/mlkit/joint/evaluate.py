@@ -87,9 +87,9 @@ class JointEvaluation:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         tuned = any(f.test_map50 is not None and f.filter != "Random" for f in self.filters)
-        d["best"] = self.best.filter if tuned else None
-        d["best_fraction_of_cloud"] = (self.best.test_map50 / self.cloud_map50
-                                       if tuned and self.cloud_map50 else None)
+        best = self.best if tuned else None
+        d["best"] = best.filter if best else None
+        d["best_fraction_of_cloud"] = best.test_map50 / self.cloud_map50 if best and self.cloud_map50 else None
         d["bytes_ratio"] = self.bytes_jpeg / self.bytes_json_list if self.bytes_json_list else None
         return d
 
