@@ -387,6 +387,8 @@ def site_b_viewers(out_dir: str | Path, report: dict, mode: str | None = None, l
     paths = {p["mode"]: p for p in report["paths"]}
     if not paths:
         raise MlkitError("the report has no relabelling path: run the demo first")
+    if mode is not None and mode not in paths:
+        raise MlkitError(f"the report has no {mode!r} path; it has {', '.join(paths)}")
     path = paths[mode] if mode is not None else report["paths"][0]
     variant = DEMO_SIZES[report["size"]].variant
     test_b = load_split(out / "data" / "test_b", "all")
