@@ -54,6 +54,37 @@ def test_batching_off_never_waits_and_errors_reach_only_their_caller():
     assert ok == ["x"] and big == ["a", "b", "c"] and sizes == [1, 1, 3]
 
 
+def test_a_lone_request_does_not_wait_when_nobody_else_is_arriving():
+    batches = []
+    arriving = [0]
+
+    def run(payloads):
+        batches.append(list(payloads))
+        return payloads
+
+    async def go():
+        b = DynamicBatcher(run, model="unit-arriving", max_batch_size=8, max_latency_ms=10_000,
+                           arriving=lambda: arriving[0])
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        assert await b.submit(["alone"]) == ["alone"]
+        alone_s = loop.time() - t
+        # one request is still being prepared: the batch waits for it (within max_latency_ms) and merges
+        arriving[0] = 1
+        first = asyncio.ensure_future(b.submit(["first"]))
+        await asyncio.sleep(0.2)
+        assert not first.done()
+        arriving[0] = 0
+        second = await b.submit(["second"])
+        await b.close()
+        return alone_s, await first, second
+
+    alone_s, first, second = asyncio.run(go())
+    assert alone_s < 5.0  # far below the 10 s max_latency_ms: it did not wait
+    assert (first, second) == (["first"], ["second"])
+    assert batches == [[["alone"]], [["first"], ["second"]]]
+
+
 def test_server_merges_concurrent_requests_each_gets_its_own_result(model_repo, detector, images, h, tmp_path):
     from mlkit.client.http import AsyncServingClient
     from mlkit.serving.server import start_background_server

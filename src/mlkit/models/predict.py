@@ -16,6 +16,7 @@ import numpy as np
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.models.postprocess import Letterbox, grid_centers, letterbox, postprocess
+from mlkit.models.quantize import from_output, to_input
 
 METADATA = "metadata.json"
 
@@ -142,12 +143,13 @@ class TFLiteDetector(_Base):
         self._resize(1)
 
     def _resize(self, n: int) -> None:
+        if self._batch == n:  # the details below cost more than a small model's pre- and postprocessing
+            return
         it = self.interpreter
         inp = it.get_input_details()[0]
-        if self._batch != n:
-            it.resize_tensor_input(inp["index"], [n, self.meta.input_height, self.meta.input_width, 3])
-            it.allocate_tensors()
-            self._batch = n
+        it.resize_tensor_input(inp["index"], [n, self.meta.input_height, self.meta.input_width, 3])
+        it.allocate_tensors()
+        self._batch = n
         self._in = it.get_input_details()[0]
         # The signature names the outputs; map them to tensor indices once (shapes alone are ambiguous
         # when there are 4 classes and 4 box numbers).
@@ -162,20 +164,12 @@ class TFLiteDetector(_Base):
     def raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._resize(len(batch))
         it, inp = self.interpreter, self._in
-        x = batch
-        if inp["dtype"] in (np.uint8, np.int8):
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(batch / scale + zero), np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max)
-        it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        it.set_tensor(inp["index"], to_input(batch, inp))
         it.invoke()
         return self._get(self._out_reg), self._get(self._out_scores)
 
     def _get(self, d: dict) -> np.ndarray:
-        y = self.interpreter.get_tensor(d["index"])
-        if d["dtype"] in (np.uint8, np.int8):
-            scale, zero = d["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        return from_output(self.interpreter.get_tensor(d["index"]), d)
 
 
 def open_detector(path: str | Path, num_threads: int = 1) -> KerasDetector | TFLiteDetector:

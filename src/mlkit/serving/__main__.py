@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-payload-mb", type=float, default=DEFAULT_MAX_PAYLOAD_MB, help="Largest request body.")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="How often to look for new model versions.")
     p.add_argument("--no-watch", action="store_true", help="Do not hot-reload new versions.")
+    p.add_argument("--access-log", action="store_true",
+                   help="Log a line per request (uvicorn access log and KServe's timing lines); off by default, "
+                        "request counts and latencies are on /metrics.")
     p.add_argument("--response-delay-ms", type=float, default=0.0,
                    help="Fault injection: hold every inference answer this long (tests of slow-cloud handling).")
     return p.parse_args(argv)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                    num_threads=args.threads, max_payload_mb=args.max_payload_mb,
                    poll_seconds=args.poll_seconds, watch=not args.no_watch,
                    response_delay_ms=args.response_delay_ms, graph_config=args.graph_config,
-                   graph_step=args.graph_step)
+                   graph_step=args.graph_step, access_log=args.access_log)
     except MlkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -50,12 +50,15 @@ class DynamicBatcher:
 
     ``run_batch(payloads)`` receives a list of request payloads and must return one result per
     payload, in order; a result that is an ``Exception`` is raised to that caller only.
-    ``size(payload)`` is the number of instances in a payload.
+    ``size(payload)`` is the number of instances in a payload. ``arriving()``, when given, is the
+    number of requests that are being prepared and will be submitted soon; when it is 0 and the queue
+    is empty, the batch runs at once instead of waiting out ``max_latency_ms`` for requests that
+    cannot come (a lone request pays no batching delay).
     """
 
     def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], *, model: str,
                  max_batch_size: int = 1, max_latency_ms: float = 5.0,
-                 size: Callable[[Any], int] = len) -> None:
+                 size: Callable[[Any], int] = len, arriving: Callable[[], int] | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_latency_ms < 0:
@@ -65,6 +68,7 @@ class DynamicBatcher:
         self.max_batch_size = int(max_batch_size)
         self.max_latency = float(max_latency_ms) / 1000.0
         self.size = size
+        self.arriving = arriving
         self.batches = 0  # merged batches run so far (handy in tests and logs)
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
@@ -124,8 +128,8 @@ class DynamicBatcher:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 timeout = deadline - time.perf_counter()
-                if timeout <= 0:
-                    break
+                if timeout <= 0 or (self.arriving is not None and self.arriving() == 0):
+                    break  # waiting could not grow the batch: nobody else is on the way
                 try:
                     item = await asyncio.wait_for(self._queue.get(), timeout)
                 except TimeoutError:

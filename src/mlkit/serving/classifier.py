@@ -19,6 +19,7 @@ from kserve.protocol.infer_type import InferOutput
 
 from mlkit.errors import MlkitError
 from mlkit.models.postprocess import letterbox
+from mlkit.models.quantize import from_output, to_input
 from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, Job, TFLiteModel, _output
 
 
@@ -70,12 +71,13 @@ class TFLiteClassifier:
         self._resize(1)
 
     def _resize(self, n: int) -> None:
+        if self._batch == n:
+            return
         it = self.interpreter
-        if self._batch != n:
-            it.resize_tensor_input(it.get_input_details()[0]["index"], [n, self.meta.input_height,
-                                                                        self.meta.input_width, 3])
-            it.allocate_tensors()
-            self._batch = n
+        shape = [n, self.meta.input_height, self.meta.input_width, 3]
+        it.resize_tensor_input(it.get_input_details()[0]["index"], shape)
+        it.allocate_tensors()
+        self._batch = n
         self._in, self._out = it.get_input_details()[0], it.get_output_details()[0]
 
     def prepare(self, images: Sequence[np.ndarray]):
@@ -88,18 +90,9 @@ class TFLiteClassifier:
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         self._resize(len(batch))
         it, inp, out = self.interpreter, self._in, self._out
-        x = batch.astype(np.float32)
-        if inp["dtype"] in (np.uint8, np.int8):
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-        it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        it.set_tensor(inp["index"], to_input(batch, inp))
         it.invoke()
-        y = it.get_tensor(out["index"])
-        if out["dtype"] in (np.uint8, np.int8):
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        y = y.astype(np.float32).reshape(len(batch), -1)
+        y = from_output(it.get_tensor(out["index"]), out).reshape(len(batch), -1)
         if y.shape[1] != len(self.meta.labels):
             raise MlkitError(f"the model outputs {y.shape[1]} classes but metadata.json lists "
                              f"{len(self.meta.labels)} labels")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferRequest, to_http_parameters
+from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, to_http_parameters
 
 # Largest image side accepted (pixels); bigger images are almost certainly a client bug.
 MAX_IMAGE_SIDE = 8192
@@ -282,3 +282,32 @@ def _split_bytes(raw: bytes, name: str) -> np.ndarray:
 def serialize_bytes(items: Sequence[bytes]) -> bytes:
     """The inverse of the v2 binary BYTES layout (for clients)."""
     return b"".join(struct.pack("<I", len(b)) + b for b in items)
+
+
+# numpy dtypes whose tolist() gives exactly the JSON values KServe's per-element encoder gives
+_JSON_DTYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP32", "FP64"}
+
+
+def v2_rest_response(response: InferResponse) -> dict | None:
+    """The REST JSON of a v2 answer, or None when KServe's own encoder must write it.
+
+    KServe's ``InferResponse.to_rest`` converts every output element with ``.item()`` in a Python loop,
+    which costs about 0.3 ms for a detector's 600 numbers: a tenth of a small model's whole request.
+    ``ndarray.tolist`` writes the same values in C. Binary outputs, requested outputs, BYTES and FP16 go
+    to KServe (None).
+    """
+    # KServe keeps these two private; getattr keeps us on its encoder if a release renames them
+    if getattr(response, "_use_binary_outputs", True) or getattr(response, "_requested_outputs", True):
+        return None
+    outputs = []
+    for out in response.outputs:
+        data = out.data
+        if out.parameters or not isinstance(data, np.ndarray) or out.datatype not in _JSON_DTYPES:
+            return None
+        outputs.append({"name": out.name, "shape": list(out.shape), "datatype": out.datatype,
+                        "data": data.ravel().tolist()})
+    doc = {"id": response.id, "model_name": response.model_name, "model_version": response.model_version,
+           "outputs": outputs}
+    if response.parameters:
+        doc["parameters"] = to_http_parameters(response.parameters)
+    return doc

@@ -87,6 +87,7 @@ class TFLiteModel(Model):
         self.batcher: DynamicBatcher | None = None
         self.load_error: str | None = None
         self.inflight = 0
+        self.preparing = 0  # requests decoding their payload: they will reach the batcher next
 
     @property
     def label(self) -> str:
@@ -120,7 +121,8 @@ class TFLiteModel(Model):
         self.runtime = runtime
         self.max_batch_size, self.max_latency_ms = max_bs, max_lat
         self.batcher = DynamicBatcher(self._run_batch, model=self.name, max_batch_size=max_bs,
-                                      max_latency_ms=max_lat, size=lambda job: job.n)
+                                      max_latency_ms=max_lat, size=lambda job: job.n,
+                                      arriving=lambda: self.preparing)
         self.load_error = None
         self.ready = True
         log.info("loaded model %s from %s (%s, max_batch_size=%d, max_latency_ms=%g, threads=%d)",
@@ -176,7 +178,15 @@ class TFLiteModel(Model):
     async def preprocess(self, payload: Any, headers: dict | None = None) -> Job:
         if not self.ready or self.runtime is None:
             raise ModelNotReady(self.name, self.load_error or "")
-        return await asyncio.to_thread(self._job, payload)
+        return await self.prepare_in_thread(self._job, payload)
+
+    async def prepare_in_thread(self, fn, *args):
+        """``fn(*args)`` in a worker thread, counted in ``preparing`` so the batcher waits for its request."""
+        self.preparing += 1
+        try:
+            return await asyncio.to_thread(fn, *args)
+        finally:
+            self.preparing -= 1
 
     async def predict(self, payload: Job, headers: dict | None = None, response_headers: dict | None = None):
         return payload, await self.batcher.submit(payload)

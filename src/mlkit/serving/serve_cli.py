@@ -40,10 +40,12 @@ from mlkit.errors import MlkitError
 @click.option("--graph-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pipeline config (config.json, see `mlkit graph`): also serve its models and pipelines; "
                    "--model-dir is then optional.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log a line per request (request counts and latencies are on /metrics either way).")
 @click.pass_context
 @friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, max_payload_mb,
-          poll_seconds, graph_config) -> None:
+          poll_seconds, graph_config, access_log) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
@@ -60,7 +62,7 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
 
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
                max_latency_ms=max_latency_ms, num_threads=threads, max_payload_mb=max_payload_mb,
-               poll_seconds=poll_seconds, graph_config=graph_config)
+               poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log)
 
 
 # --------------------------------------------------------------------------- detached local servers

@@ -79,7 +79,7 @@ class GraphRuntime:
                 return await model.infer_arrays(inputs)
             (images,) = inputs.values()  # image models have one image input
             try:
-                batch, extra = await asyncio.to_thread(model.runtime.prepare, images)
+                batch, extra = await model.prepare_in_thread(model.runtime.prepare, images)
                 items = await model.batcher.submit(Job("v2", batch, extra, Thresholds()))
             except InvalidInput as exc:
                 raise MlkitError(str(exc)) from None
