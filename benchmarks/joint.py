@@ -12,16 +12,21 @@ measured pinned the same way. The edge's own upload work (JPEG encoding, HTTP) s
     python benchmarks/joint.py                       # CloudOnly (every frame) and the tuned Uncertainty filter
     python benchmarks/joint.py --filters IBT,Uncertainty --frames 600
 
+Each filter runs twice: uploading frames as captured, and shrunk to the cloud model's input size
+(``upload_max_shape``), which the cloud resizes to anyway.
+
 A filter runs at the threshold the joint evaluation tuned (``--tuned``, the report of ``mlkit joint evaluate``)
 when that report has it, else at its defaults. Printed: edge-only frames/s, joint frames/s of the edge loop and
 including the final drain, their ratio (target >= 0.90), the upload ratio, fallbacks by reason, cloud latency.
-Figures are printed, never asserted.
+Each ratio is the median over ``--rounds`` pairs of an edge-only run and a joint run of the same frames, one
+right after the other: this host's speed drifts over minutes. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -86,6 +91,7 @@ def main() -> None:
                    help="mlkit joint evaluate's report: filters run at its chosen thresholds.")
     p.add_argument("--slowdown", type=float, default=10.0, help="Cloud round trip / edge per-frame time.")
     p.add_argument("--max-in-flight", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3, help="edge-only / joint pairs per filter and upload mode")
     p.add_argument("--threads", type=int, default=1, help="Edge interpreter threads.")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")
     args = p.parse_args()
@@ -97,7 +103,7 @@ def main() -> None:
 
     from mlkit.joint.cloud import CloudClient, CloudConfig
     from mlkit.mining import build_filter
-    from mlkit.models.predict import open_detector
+    from mlkit.models.predict import DetectorMeta, open_detector
     from mlkit.serving.server import start_background_server
 
     cloud_src = Path(args.cloud_model) if args.cloud_model else ROOT / "models/big/tflite/int8"
@@ -107,7 +113,8 @@ def main() -> None:
     print(f"rendering {args.frames} frames (640x480) ...", flush=True)
     fs = frames(args.frames)
     edge.predict([fs[0].image])  # warm up
-    edge_loop, _, edge_stats = run(edge, build_filter({"method": "EdgeOnly"}), None, fs)
+    edge_only = build_filter({"method": "EdgeOnly"})
+    edge_loop, _, edge_stats = run(edge, edge_only, None, fs)
     edge_fps = len(fs) / edge_loop
     per_frame_ms = 1000 / edge_fps
     delay_ms = args.slowdown * per_frame_ms
@@ -124,28 +131,42 @@ def main() -> None:
         server = start_background_server(Path(tmp) / "repo", response_delay_ms=delay_ms, num_threads=1,
                                          log_path=Path(tmp) / "server.log", cpus={cloud_cpu} if pin else None)
         try:
-            config = CloudConfig(server.url, "big", timeout_s=max(2.0, 20 * delay_ms / 1000),
-                                 max_in_flight=args.max_in_flight, score_threshold=0.05)
+            cloud_meta = DetectorMeta.load(cloud_src / "metadata.json")
+            uploads = {"captured": None, "model-sized": (cloud_meta.input_height, cloud_meta.input_width)}
             for method in [m.strip() for m in args.filters.split(",") if m.strip()]:
                 spec, how = tuned_spec(method, args.tuned)
                 hem = build_filter(spec)
-                with CloudClient(config) as cloud:
-                    run(edge, hem, cloud, fs[:20])  # warm the connections and the server
-                    loop, total, stats = run(edge, hem, cloud, fs)
-                rows.append((method, how, len(fs) / loop, len(fs) / total, stats))
+                for upload, shape in uploads.items():
+                    config = CloudConfig(server.url, "big", timeout_s=max(2.0, 20 * delay_ms / 1000),
+                                         max_in_flight=args.max_in_flight, score_threshold=0.05,
+                                         upload_max_hw=shape)
+                    loop_ratios, total_ratios, fps = [], [], []
+                    with CloudClient(config) as cloud:
+                        run(edge, hem, cloud, fs[:20])  # warm the connections and the server
+                        for _ in range(args.rounds):  # edge-only next to each joint run: the host drifts
+                            alone, _, _ = run(edge, edge_only, None, fs)
+                            loop, total, stats = run(edge, hem, cloud, fs)
+                            loop_ratios.append(alone / loop)
+                            total_ratios.append(alone / total)
+                            fps.append(len(fs) / loop)
+                    rows.append((f"{method}, {upload} upload", how, fps, loop_ratios, total_ratios, stats))
         finally:
             server.stop()
     print()
-    print(f"{'mode':<44}{'frames/s':>10}{'vs edge-only':>14}{'uploads':>9}")
-    print(f"{'edge only':<44}{edge_fps:>10.1f}{1.0:>14.2f}{0.0:>9.2f}")
-    for method, _how, fps, total_fps, stats in rows:
-        print(f"{method + ', edge loop':<44}{fps:>10.1f}{fps / edge_fps:>14.2f}{stats['upload_ratio']:>9.2f}"
+    med = statistics.median
+    print(f"{'mode':<52}{'frames/s':>10}{'vs edge-only, median [range]':>32}{'uploads':>9}")
+    print(f"{'edge only':<52}{edge_fps:>10.1f}{'1.00':>32}{0.0:>9.2f}")
+    for method, _how, fps, loop_r, total_r, stats in rows:
+        span = f"{med(loop_r):.2f} [{min(loop_r):.2f}-{max(loop_r):.2f}]"
+        print(f"{method + ', edge loop':<52}{med(fps):>10.1f}{span:>32}{stats['upload_ratio']:>9.2f}"
               "   (target >= 0.90)")
-        print(f"{method + ', incl. final cloud drain':<44}{total_fps:>10.1f}{total_fps / edge_fps:>14.2f}")
+        span = f"{med(total_r):.2f} [{min(total_r):.2f}-{max(total_r):.2f}]"
+        print(f"{method + ', incl. final cloud drain':<52}{'':>10}{span:>32}")
+    print(f"({args.rounds} rounds; each joint run is compared with an edge-only run of the same frames just before it)")
     print()
     cloud_name = cloud_src.relative_to(ROOT) if cloud_src.is_relative_to(ROOT) else cloud_src
     print(f"cloud model: {cloud_name}")
-    for method, how, _, _, stats in rows:
+    for method, how, _, _, _, stats in rows:
         print(f"{method} [{how}]: cloud answers {stats['cloud_results']}, fallbacks "
               f"{stats['fallback_reasons'] or 'none'}, round trip p50/p95 {stats['cloud_ms']['p50']}/"
               f"{stats['cloud_ms']['p95']} ms, bytes per upload {stats['bytes_per_upload']}")

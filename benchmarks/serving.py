@@ -5,9 +5,12 @@ For each model, on the same cores and interpreter threads:
   * served: batching off / on x JSON base64 JPEG (v1) / v2 binary JPEG BYTES / v2 binary UINT8 pixels at the
     model's input size, at concurrency 1, 4, 16, 32:
     throughput, p50, p95, p99, plus the server's queue and compute time from its Prometheus metrics;
-  * ratios: served/bare at concurrency 16, batched/unbatched at concurrency 16, and the server's overhead per
-    request at concurrency 1 (latency minus the bare predict time);
-  * a soak: 2000 requests at concurrency 32, errors counted and the server's RSS before and after.
+  * a soak: 2000 requests at concurrency 32, errors counted and the server's RSS before and after;
+  * the target ratios, paired: served/bare at concurrency 16, batched/unbatched at concurrency 16, and the
+    server's overhead per request at concurrency 1 (p50 of back-to-back requests minus the bare invoke time,
+    from the stdlib's http.client, the leanest client, and from httpx),
+    each measured over several short rounds that interleave its terms (this host's speed drifts by 10-50 %
+    over minutes, so a ratio of two figures measured minutes apart is mostly drift). Median and range.
 
     python benchmarks/serving.py --models little,big --threads 2     # serves models/<name>/tflite/int8
 
@@ -76,6 +79,31 @@ def bare(model_path: Path, images: list[np.ndarray], threads: int, seconds: floa
     return out
 
 
+class BareProbe:
+    """The bare interpreter's invoke rate, measured again next to each served row that a ratio uses.
+
+    This machine's speed drifts by 10-20 % over minutes (shared host), so a ratio against a figure measured
+    once at the start of the run says more about the drift than about the server.
+    """
+
+    def __init__(self, model_path: Path, images: list[np.ndarray], threads: int) -> None:
+        from mlkit.models.predict import TFLiteDetector
+
+        self.det = TFLiteDetector(model_path, num_threads=threads)
+        self.batches = {b: self.det._prepare(images[:b])[0] for b in (1, 8)}
+
+    def rates(self, seconds: float = 1.5) -> dict[int, float]:
+        out = {}
+        for b, batch in self.batches.items():
+            self.det.raw(batch)  # resize and warm up
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                self.det.raw(batch)
+                n += 1
+            out[b] = n * b / (time.perf_counter() - t0)
+        return out
+
+
 async def load(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, concurrency: int, requests: int
                ) -> dict:
     import httpx
@@ -105,6 +133,44 @@ async def load(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, conc
     ms = [1000 * x for x in latencies]
     return {"throughput": requests / wall, "p50": percentile(ms, 50), "p95": percentile(ms, 95),
             "p99": percentile(ms, 99), "errors": errors}
+
+
+def sequential(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, requests: int,
+               client: str = "httpx") -> float:
+    """p50 ms of back-to-back requests from a synchronous client, as perf_analyzer measures concurrency 1.
+
+    ``client="stdlib"`` sends them with ``http.client`` on one kept-alive connection: the leanest HTTP/1.1
+    client Python has, so the figure is closest to the server's own time (httpx adds about 0.5 ms here).
+    The asyncio load generator of the table adds more still (its event loop), which is client cost too.
+    """
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    times = []
+    parts = urlsplit(url)
+    lean = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60) if client == "stdlib" else None
+    with httpx.Client(base_url=url, timeout=60.0) as hx:
+        for i in range(requests):
+            body, headers, raw = bodies[i % len(bodies)]
+            t = time.perf_counter()
+            if lean is not None:
+                content = json.dumps(body).encode() if body else raw
+                lean.request("POST", path, body=content,
+                             headers=headers if not body else {"content-type": "application/json"})
+                resp = lean.getresponse()
+                status, text = resp.status, resp.read()
+            else:
+                r = hx.post(path, json=body) if body else hx.post(path, content=raw, headers=headers)
+                status, text = r.status_code, r.content
+            times.append(time.perf_counter() - t)
+            if status != 200:
+                raise SystemExit(f"sequential probe: {status} {text[:200]!r}")
+    if lean is not None:
+        lean.close()
+    return 1000 * statistics.median(times[requests // 10:])
 
 
 HISTOGRAMS = ("mlkit_batch_queue_seconds", "mlkit_batch_compute_seconds", "mlkit_batch_size")
@@ -139,7 +205,7 @@ def rss_mb(pid: int) -> float:
 
 
 def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, requests: int, max_batch: int,
-                max_latency_ms: float) -> dict:
+                max_latency_ms: float, rounds: int = 8) -> dict:
     from mlkit.client.http import ServingClient
     from mlkit.serving.server import start_background_server
 
@@ -174,7 +240,55 @@ def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, r
                 after = rss_mb(srv.proc.pid)
                 result["soak"] = {**soak, "rss_before_mb": before, "rss_after_mb": after}
                 client.close()
+    result["paired"] = paired(repo, name, model_path, images, threads, max_batch, max_latency_ms, rounds)
     return result
+
+
+def paired(repo: Path, name: str, model_path: Path, images: list[np.ndarray], threads: int, max_batch: int,
+           max_latency_ms: float, rounds: int) -> list[dict]:
+    """The three target ratios, each measured in ``rounds`` short rounds that interleave their terms.
+
+    One round: the bare interpreter, then c=16 against the unbatched and the batched server (v2 binary JPEG,
+    alternating which goes first), sequential c=1 requests of model-sized pixels, then the bare interpreter
+    again. Each ratio uses the terms of its own round, so the host's drift over minutes cancels out.
+    """
+    from mlkit.client.http import ServingClient
+    from mlkit.serving.server import start_background_server
+
+    probe = BareProbe(model_path, images, threads)
+    out = []
+    with start_background_server(repo, max_batch_size=1, num_threads=threads) as off, \
+            start_background_server(repo, max_batch_size=max_batch, max_latency_ms=max_latency_ms,
+                                    num_threads=threads) as on:
+        jpeg = ServingClient(off.url, name, protocol="v2")
+        raw = ServingClient(off.url, name, protocol="v2", encoding="raw")
+        jpeg_bodies = [jpeg.build([im]) for im in images]
+        raw_bodies = [raw.build([im]) for im in model_sized(images, model_path)]
+        for srv in (off, on):
+            asyncio.run(load(srv.url, jpeg_bodies, jpeg.infer_path, 4, 32))  # warm up
+        for i in range(rounds):
+            before = probe.rates(1.0)
+            n = max(64, int(max(before.values()) * 1.5))  # about 1.5 s of work at the bare rate
+            c16 = {}
+            for srv in ((off, on) if i % 2 == 0 else (on, off)):
+                c16[srv is on] = asyncio.run(load(srv.url, jpeg_bodies, jpeg.infer_path, 16, n))["throughput"]
+            seq_p50 = sequential(off.url, raw_bodies, raw.infer_path, 200)
+            lean_p50 = sequential(off.url, raw_bodies, raw.infer_path, 200, client="stdlib")
+            after = probe.rates(1.0)
+            bare_rates = {b: (before[b] + after[b]) / 2 for b in before}
+            out.append({"bare": bare_rates, "on16": c16[True], "off16": c16[False], "c1_p50": seq_p50,
+                        "c1_p50_stdlib": lean_p50,
+                        "served_over_bare": c16[True] / max(bare_rates.values()),
+                        "batched_over_unbatched": c16[True] / c16[False],
+                        "overhead_ms": seq_p50 - 1000 / bare_rates[1],
+                        "overhead_stdlib_ms": lean_p50 - 1000 / bare_rates[1]})
+            r = out[-1]
+            print(f"  {name} round {i + 1}/{rounds}: bare {bare_rates[1]:.0f}/{bare_rates[8]:.0f} img/s (b1/b8), "
+                  f"c=16 on {r['on16']:.1f} off {r['off16']:.1f} req/s, c=1 p50 {seq_p50:.2f} ms (httpx) "
+                  f"{lean_p50:.2f} ms (http.client)", flush=True)
+        jpeg.close()
+        raw.close()
+    return out
 
 
 def report(name: str, r: dict) -> None:
@@ -188,20 +302,28 @@ def report(name: str, r: dict) -> None:
         print(f"{batching:<9} {proto:<12} {c:>4} {row['throughput']:8.1f} {row['p50']:8.2f} {row['p95']:8.2f} "
               f"{row['p99']:8.2f} {1000 * row['mlkit_batch_queue_seconds']:9.2f} "
               f"{1000 * row['mlkit_batch_compute_seconds']:10.2f} {row['mlkit_batch_size']:6.2f} {row['errors']:>4}")
-    best_bare = max(b["invoke_b1_img_s"], b["invoke_b8_img_s"])
     s = r["served"]
     on16, off16 = s[("on", "v2-binary", 16)]["throughput"], s[("off", "v2-binary", 16)]["throughput"]
-    print("\nratios")
-    print(f"  served/bare at c=16 (v2 binary, batching on):  {on16 / best_bare:.2f}  ({on16:.1f} / {best_bare:.1f})")
-    print(f"  served/bare-predict at c=16:                    {on16 / b['predict_img_s']:.2f}")
-    print(f"  batched/unbatched at c=16 (v2 binary):          {on16 / off16:.2f}")
-    print(f"  batched/unbatched at c=16 (v1 JSON base64):     "
-          f"{s[('on', 'v1-json-b64', 16)]['throughput'] / s[('off', 'v1-json-b64', 16)]['throughput']:.2f}")
-    invoke_ms = 1000 / b["invoke_b1_img_s"]
-    for proto in ("v2-raw", "v2-binary"):
-        p50 = s[("off", proto, 1)]["p50"]
-        print(f"  server overhead per request at c=1, {proto:<9} (p50 {p50:.2f} ms minus bare invoke "
-              f"{invoke_ms:.2f} ms): {p50 - invoke_ms:.2f} ms   (minus bare predict: {p50 - b['predict_ms']:.2f} ms)")
+    v1_on, v1_off = s[("on", "v1-json-b64", 16)]["throughput"], s[("off", "v1-json-b64", 16)]["throughput"]
+    print(f"\nratios from the table (one run each, minutes apart): served/bare-invoke at c=16 "
+          f"{on16 / max(b['invoke_b1_img_s'], b['invoke_b8_img_s']):.2f}, batched/unbatched at c=16 v2 binary "
+          f"{on16 / off16:.2f}, v1 JSON {v1_on / v1_off:.2f}")
+    rounds = r["paired"]
+    print(f"\ntarget ratios, paired: median [min - max] over {len(rounds)} rounds that interleave their terms")
+
+    def spread(key: str, fmt: str = ".2f") -> str:
+        vals = [x[key] for x in rounds]
+        return f"{statistics.median(vals):{fmt}} [{min(vals):{fmt}} - {max(vals):{fmt}}]"
+
+    print(f"  served (batching on, v2 binary, c=16) / bare invoke (best of b1, b8): {spread('served_over_bare')}"
+          "   (target >= 0.85 for big)")
+    print(f"  batched / unbatched at c=16 (v2 binary):                             {spread('batched_over_unbatched')}"
+          "   (target >= 0.95)")
+    print(f"  server overhead at c=1 (v2 raw p50 minus bare invoke), http.client:  {spread('overhead_stdlib_ms')} ms"
+          "   (target <= 1.5 ms for little)")
+    print(f"  the same with a synchronous httpx client:                            {spread('overhead_ms')} ms")
+    print(f"    c=1 p50 {spread('c1_p50_stdlib')} ms (http.client), {spread('c1_p50')} ms (httpx); bare invoke "
+          f"{statistics.median(1000 / x['bare'][1] for x in rounds):.2f} ms")
     soak = r.get("soak")
     if soak:
         print(f"  soak 2000 requests at c=32: {soak['errors']} errors, RSS {soak['rss_before_mb']:.0f} MB -> "
@@ -233,6 +355,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
     ap.add_argument("--max-batch-size", type=int, default=8)
     ap.add_argument("--max-latency-ms", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=8, help="paired rounds for the target ratios")
     args = ap.parse_args()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.repo is None:
@@ -245,7 +368,7 @@ def main() -> None:
     for name in names:
         print(f"benchmarking {name} ...", flush=True)
         results[name] = bench_model(args.repo, name, images, args.threads, args.requests, args.max_batch_size,
-                                    args.max_latency_ms)
+                                    args.max_latency_ms, args.rounds)
     for name, r in results.items():
         report(name, r)
 

@@ -77,6 +77,7 @@ def test_the_example_config_loads(tmp_path):
     service = load_service(write(tmp_path, EXAMPLE))
     assert service.spec.cloudWorker.model.name == "big"
     assert service.edge_parameters()["hard_example_store"] == "joint-output/hard_examples"
+    assert service.cloud_parameters()["upload_max_shape"] == (352, 448)
 
 
 def test_edge_only_without_a_cloud_worker(tmp_path):
@@ -93,6 +94,8 @@ def test_edge_only_without_a_cloud_worker(tmp_path):
      "max_in_flight='x': expected an integer"),
     (lambda d: d["spec"]["cloudWorker"]["workerSpec"]["parameters"].append({"key": "timeout_ms", "value": "1"}),
      "key 'timeout_ms' is given twice"),
+    (lambda d: d["spec"]["cloudWorker"]["workerSpec"]["parameters"][3].update(value="352x448"),
+     "upload_max_shape='352x448': expected HEIGHT,WIDTH as two positive integers"),
     (lambda d: d["spec"]["edgeWorker"]["workerSpec"]["parameters"].pop(0), "needs video_url"),
     (lambda d: d["spec"]["edgeWorker"]["model"].pop("url"), "spec.edgeWorker.model.url must point"),
     (lambda d: d["spec"].pop("edgeWorker"), "spec.edgeWorker: Field required"),

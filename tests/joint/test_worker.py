@@ -202,3 +202,48 @@ def test_busy_cloud_keeps_the_edge_result(edge_model, frames, cloud_repo, tmp_pa
     assert all(r.uploaded_bytes == 0 for r in results if r.fallback == "busy")  # not sent, not counted
     assert all(r.uploaded_bytes > 0 for r in results if r.fallback is None)
     assert stats["bytes_uploaded"] == sum(r.uploaded_bytes for r in results)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of each box in ``a`` [N,4] with each in ``b`` [M,4]."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_frames_shrunk_for_upload_are_answered_in_captured_pixels(edge_model, frames, cloud_server, cloud_repo):
+    from mlkit.joint.worker import StillFrame
+    from mlkit.models.predict import DetectorMeta
+
+    meta = DetectorMeta.load(cloud_repo / "big" / "1" / "metadata.json")
+    # frames twice the size the camera in the other tests gives: the cloud model sees them shrunk either way
+    large = [StillFrame(f.index, cv2.resize(f.image, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR))
+             for f in frames[:6]]
+    answers = {}
+    for shape in (None, (meta.input_height, meta.input_width)):
+        with CloudClient(CloudConfig(cloud_server.url, "big", timeout_s=60, score_threshold=0.05,
+                                     max_in_flight=len(large), upload_max_hw=shape)) as cloud:
+            results, stats = run(edge_model, large, cloud)
+        assert stats["fallbacks"] == 0
+        answers[shape is not None] = results, stats["bytes_uploaded"]
+    (full, full_bytes), (shrunk, shrunk_bytes) = answers[False], answers[True]
+    assert shrunk_bytes < full_bytes / 2
+    matched = total = 0
+    for a, b in zip(full, shrunk, strict=True):
+        sure = a.cloud.filter(0.3)
+        total += len(sure)
+        if len(sure) and len(b.cloud):
+            matched += int((_iou(sure.boxes, b.cloud.boxes).max(axis=1) > 0.7).sum())
+    # same boxes in the same (captured) pixels, up to JPEG noise at the smaller size
+    assert total > 0 and matched / total > 0.8, (matched, total)
+
+
+def test_upload_shape_is_checked():
+    import pytest
+
+    from mlkit.errors import MlkitError
+
+    with pytest.raises(MlkitError, match="two positive integers"):
+        CloudConfig("http://127.0.0.1:1", "big", upload_max_hw=(0, 448))

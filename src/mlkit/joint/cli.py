@@ -61,6 +61,7 @@ spec:
         - {key: endpoint, value: "http://127.0.0.1:8080"}
         - {key: timeout_ms, value: "2000"}
         - {key: max_in_flight, value: "8"}
+        - {key: upload_max_shape, value: "352,448"}   # the big model's input (HEIGHT,WIDTH)
 """
 
 

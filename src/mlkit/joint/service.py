@@ -56,6 +56,7 @@ def run_service(service: JointInferenceService, *, echo: Callable[[str], None] =
         cloud = CloudClient(CloudConfig(cloud_p["endpoint"], service.spec.cloudWorker.model.name,
                                         protocol=cloud_p["protocol"], timeout_s=cloud_p["timeout_ms"] / 1000,
                                         max_in_flight=cloud_p["max_in_flight"],
+                                        upload_max_hw=cloud_p["upload_max_shape"],
                                         score_threshold=edge_p["score_threshold"]))
     config = WorkerConfig(score_threshold=edge_p["score_threshold"], jpeg_quality=edge_p["jpeg_quality"],
                           report_every_s=edge_p["report_seconds"])

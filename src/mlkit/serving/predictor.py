@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
 MAX_DETECTIONS = 100  # mlkit.models.postprocess keeps at most 100 boxes per image
+READY_PIXELS_MAX_IMAGES = 8  # model-sized pixel tensors up to this many images are checked on the event loop
 
 
 @dataclasses.dataclass
@@ -178,7 +179,18 @@ class TFLiteModel(Model):
     async def preprocess(self, payload: Any, headers: dict | None = None) -> Job:
         if not self.ready or self.runtime is None:
             raise ModelNotReady(self.name, self.load_error or "")
+        if self._ready_pixels(payload):
+            return self._job(payload)  # nothing to decode or resize: a thread hop would cost more
         return await self.prepare_in_thread(self._job, payload)
+
+    def _ready_pixels(self, payload: Any) -> bool:
+        """A v2 UINT8 tensor of a few images already at the model's input size (a client that letterboxes)."""
+        if not isinstance(payload, InferRequest) or len(payload.inputs) != 1:
+            return False
+        inp = payload.inputs[0]
+        shape = list(inp.shape or [])
+        return (inp.datatype == "UINT8" and len(shape) == 4 and shape[0] <= READY_PIXELS_MAX_IMAGES
+                and shape[1:] == [*self.input_hw(self.runtime), 3])
 
     async def prepare_in_thread(self, fn, *args):
         """``fn(*args)`` in a worker thread, counted in ``preparing`` so the batcher waits for its request."""
