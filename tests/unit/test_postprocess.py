@@ -41,3 +41,23 @@ def test_postprocess_maps_back_to_original_pixels():
     det = postprocess(reg, scores, centers, 8, Letterbox(0.5, 100, 100))
     np.testing.assert_allclose(det.boxes[0], [0, 0, 24, 24])  # (-4..12)/0.5, clipped at 0
     assert det.labels.tolist() == [1]
+
+
+def test_shrink_matches_an_area_resize_closely_and_exactly_at_integer_factors():
+    import cv2
+
+    from mlkit.data.synthetic.scene import render_scene
+    from mlkit.data.synthetic.sites import SITES
+    from mlkit.models.postprocess import shrink
+
+    image = render_scene(np.random.default_rng(5), SITES["A"])[0]
+    h, w = image.shape[:2]
+    for size in ((w // 2, h // 2), (round(w * 0.7), round(h * 0.7)), (round(w * 0.4), round(h * 0.4))):
+        got = shrink(image, *size)
+        want = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        assert got.shape == want.shape
+        diff = np.abs(got.astype(int) - want).mean()
+        if size == (w // 2, h // 2):
+            assert diff == 0  # an integer factor is the box filter itself
+        else:
+            assert diff < 3.0, (size, diff)  # grey levels, out of 255

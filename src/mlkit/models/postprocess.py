@@ -34,9 +34,30 @@ def letterbox(image: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, Le
     scale = min(out_w / w, out_h / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     canvas = np.full((out_h, out_w, 3), PAD_VALUE, np.uint8)
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
+    if (nw, nh) == (w, h):
+        canvas[:nh, :nw] = image
+    elif scale < 1:
+        canvas[:nh, :nw] = shrink(image, nw, nh)
+    else:
+        canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return canvas, Letterbox(scale, w, h)
+
+
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Downscale to ``width x height``: an integer-factor box filter (INTER_AREA), then bilinear for the rest.
+
+    OpenCV's INTER_AREA at a non-integer ratio costs 1.4-2.9 ms on a 640x480 frame here, more than the little
+    model's whole invoke; this costs about 0.25 ms and differs from it by about one grey level on average.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    k = int(min(w / width, h / height))
+    if k >= 2:
+        image = cv2.resize(image, (w // k, h // k), interpolation=cv2.INTER_AREA)
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def grid_centers(grid_h: int, grid_w: int, stride: int) -> np.ndarray:
