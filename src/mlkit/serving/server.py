@@ -379,7 +379,7 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
                             log_path: str | Path | None = None, http_port: int | None = None,
                             response_delay_ms: float = 0.0,
                             graph_config: str | Path | None = None,
-                            cpus: set[int] | None = None) -> BackgroundServer:
+                            cpus: set[int] | None = None, access_log: bool = False) -> BackgroundServer:
     """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers.
 
     ``cpus`` pins the server (every thread it will start) to those CPU numbers, Linux only: benchmarks use it to
@@ -396,6 +396,7 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
            "--response-delay-ms", str(response_delay_ms)]
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []
     cmd += ["--graph-config", str(graph_config)] if graph_config is not None else []
+    cmd += ["--access-log"] if access_log else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if cpus is not None and not hasattr(os, "sched_setaffinity"):
         raise MlkitError("pinning the server to CPUs needs Linux (os.sched_setaffinity)")
