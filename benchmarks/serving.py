@@ -53,55 +53,48 @@ def test_images(count: int = 16) -> list[np.ndarray]:
     return [render_scene(np.random.default_rng([99, i]), SITES["AB"[i % 2]])[0] for i in range(count)]
 
 
-def bare(model_path: Path, images: list[np.ndarray], threads: int, seconds: float = 5.0) -> dict:
-    from mlkit.models.predict import TFLiteDetector
-
-    det = TFLiteDetector(model_path, num_threads=threads)
-    out = {}
-    for batch in (1, 8):
-        prepared = [det._prepare(images[i:i + batch])[0] for i in range(0, len(images) - batch + 1, batch)]
-        det.raw(prepared[0])  # warm up (and resize)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            det.raw(prepared[n % len(prepared)])
-            n += 1
-        out[f"invoke_b{batch}_img_s"] = n * batch / (time.perf_counter() - t0)
-    times = []
-    t_end = time.perf_counter() + seconds
-    i = 0
-    while time.perf_counter() < t_end:
-        t = time.perf_counter()
-        det.predict([images[i % len(images)]])
-        times.append(time.perf_counter() - t)
-        i += 1
-    out["predict_ms"] = 1000 * statistics.median(times)
-    out["predict_img_s"] = 1.0 / statistics.median(times)
-    return out
-
-
 class BareProbe:
-    """The bare interpreter's invoke rate, measured again next to each served row that a ratio uses.
+    """The bare interpreter's invoke rate at batch 1 and 8, on the same cores and threads as the server.
 
-    This machine's speed drifts by 10-20 % over minutes (shared host), so a ratio against a figure measured
-    once at the start of the run says more about the drift than about the server.
+    ``rates()`` is called at the start of a model's run and again around each paired round: this host's speed
+    drifts by 10-50 % over minutes, so a ratio against a figure measured once says more about the drift than
+    about the server.
     """
 
     def __init__(self, model_path: Path, images: list[np.ndarray], threads: int) -> None:
         from mlkit.models.predict import TFLiteDetector
 
         self.det = TFLiteDetector(model_path, num_threads=threads)
-        self.batches = {b: self.det._prepare(images[:b])[0] for b in (1, 8)}
+        self.batches = {b: [self.det._prepare(images[i:i + b])[0] for i in range(0, len(images) - b + 1, b)]
+                        for b in (1, 8)}
 
     def rates(self, seconds: float = 1.5) -> dict[int, float]:
         out = {}
-        for b, batch in self.batches.items():
-            self.det.raw(batch)  # resize and warm up
+        for b, prepared in self.batches.items():
+            self.det.raw(prepared[0])  # resize and warm up
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
-                self.det.raw(batch)
+                self.det.raw(prepared[n % len(prepared)])
                 n += 1
             out[b] = n * b / (time.perf_counter() - t0)
         return out
+
+
+def bare(probe: BareProbe, images: list[np.ndarray], seconds: float = 5.0) -> dict:
+    """Invoke rates at batch 1 and 8, and the full predict (letterbox + invoke + NMS) per image."""
+    rates = probe.rates(seconds)
+    out = {"invoke_b1_img_s": rates[1], "invoke_b8_img_s": rates[8]}
+    times = []
+    t_end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        probe.det.predict([images[i % len(images)]])
+        times.append(time.perf_counter() - t)
+        i += 1
+    out["predict_ms"] = 1000 * statistics.median(times)
+    out["predict_img_s"] = 1.0 / statistics.median(times)
+    return out
 
 
 async def load(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, concurrency: int, requests: int
@@ -211,7 +204,8 @@ def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, r
 
     versions = sorted((p for p in (repo / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     model_path = versions[-1] / "model.tflite"
-    result = {"bare": bare(model_path, images, threads), "served": {}}
+    probe = BareProbe(model_path, images, threads)
+    result = {"bare": bare(probe, images), "served": {}}
     for batching in ("off", "on"):
         mb = 1 if batching == "off" else max_batch
         with start_background_server(repo, max_batch_size=mb, max_latency_ms=max_latency_ms,
@@ -240,12 +234,12 @@ def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, r
                 after = rss_mb(srv.proc.pid)
                 result["soak"] = {**soak, "rss_before_mb": before, "rss_after_mb": after}
                 client.close()
-    result["paired"] = paired(repo, name, model_path, images, threads, max_batch, max_latency_ms, rounds)
+    result["paired"] = paired(repo, name, model_path, images, probe, threads, max_batch, max_latency_ms, rounds)
     return result
 
 
-def paired(repo: Path, name: str, model_path: Path, images: list[np.ndarray], threads: int, max_batch: int,
-           max_latency_ms: float, rounds: int) -> list[dict]:
+def paired(repo: Path, name: str, model_path: Path, images: list[np.ndarray], probe: BareProbe, threads: int,
+           max_batch: int, max_latency_ms: float, rounds: int) -> list[dict]:
     """The three target ratios, each measured in ``rounds`` short rounds that interleave their terms.
 
     One round: the bare interpreter, then c=16 against the unbatched and the batched server (v2 binary JPEG,
@@ -256,7 +250,6 @@ def paired(repo: Path, name: str, model_path: Path, images: list[np.ndarray], th
     from mlkit.client.http import ServingClient
     from mlkit.serving.server import start_background_server
 
-    probe = BareProbe(model_path, images, threads)
     out = []
     with start_background_server(repo, max_batch_size=1, num_threads=threads) as off, \
             start_background_server(repo, max_batch_size=max_batch, max_latency_ms=max_latency_ms,

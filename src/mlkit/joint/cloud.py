@@ -62,13 +62,11 @@ def shrink_to_fit(rgb, max_h: int, max_w: int):
     The same resize the server's letterbox makes, so a frame shrunk to the cloud model's input reaches the
     model with the same pixels (up to JPEG noise), for fewer bytes.
     """
-    from mlkit.models.postprocess import shrink
+    from mlkit.models.postprocess import fit_size, shrink
 
     h, w = rgb.shape[:2]
-    scale = min(max_w / w, max_h / h)
-    if scale >= 1.0:
-        return rgb
-    return shrink(rgb, max(1, round(w * scale)), max(1, round(h * scale)))
+    scale, nw, nh = fit_size(w, h, max_w, max_h)
+    return rgb if scale >= 1.0 else shrink(rgb, nw, nh)
 
 
 def _unscale(det: Detections, shrunk: tuple[int, int], captured: tuple[int, int]) -> Detections:

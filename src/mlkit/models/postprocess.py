@@ -31,8 +31,7 @@ def letterbox(image: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, Le
     import cv2
 
     h, w = image.shape[:2]
-    scale = min(out_w / w, out_h / h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    scale, nw, nh = fit_size(w, h, out_w, out_h)
     canvas = np.full((out_h, out_w, 3), PAD_VALUE, np.uint8)
     if (nw, nh) == (w, h):
         canvas[:nh, :nw] = image
@@ -41,6 +40,12 @@ def letterbox(image: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, Le
     else:
         canvas[:nh, :nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return canvas, Letterbox(scale, w, h)
+
+
+def fit_size(w: int, h: int, out_w: int, out_h: int) -> tuple[float, int, int]:
+    """(scale, width, height) of a ``w x h`` image resized to fit ``out_w x out_h`` with its aspect kept."""
+    scale = min(out_w / w, out_h / h)
+    return scale, max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
