@@ -12,7 +12,12 @@ For each model, on the same cores and interpreter threads:
     each measured over several short rounds that interleave its terms (this host's speed drifts by 10-50 %
     over minutes, so a ratio of two figures measured minutes apart is mostly drift). Median and range.
 
-    python benchmarks/serving.py --models little,big --threads 2     # serves models/<name>/tflite/int8
+The load generator runs on the same cores as the server; by default it uses aiohttp, which costs those cores
+about 0.4 ms per request against about 2 ms for httpx (``--load-client httpx``); the paired rounds measure the
+big ratio with both.
+
+    python benchmarks/serving.py --models little --threads 2                  # serves models/<name>/tflite/int8
+    python benchmarks/serving.py --models big --threads 1 --instances 2       # two single-thread interpreters
 
 Figures are printed, never asserted: the machines here are shared and noisy.
 """
@@ -56,34 +61,69 @@ def test_images(count: int = 16) -> list[np.ndarray]:
 class BareProbe:
     """The bare interpreter's invoke rate at batch 1 and 8, on the same cores and threads as the server.
 
+    With ``instances`` > 1 the server runs that many interpreters of ``threads`` threads each, so the physical
+    limit is the better of two bare layouts, both measured: one interpreter with all ``threads * instances``
+    threads, and ``instances`` interpreters invoked in parallel from as many Python threads (the interpreter
+    releases the GIL while it runs). ``rates()`` returns the better one per batch size; ``layouts`` keeps both.
+
     ``rates()`` is called at the start of a model's run and again around each paired round: this host's speed
     drifts by 10-50 % over minutes, so a ratio against a figure measured once says more about the drift than
     about the server.
     """
 
-    def __init__(self, model_path: Path, images: list[np.ndarray], threads: int) -> None:
+    def __init__(self, model_path: Path, images: list[np.ndarray], threads: int, instances: int = 1) -> None:
         from mlkit.models.predict import TFLiteDetector
 
-        self.det = TFLiteDetector(model_path, num_threads=threads)
+        self.det = TFLiteDetector(model_path, num_threads=threads * instances)
+        self.parallel = [TFLiteDetector(model_path, num_threads=threads) for _ in range(instances)] \
+            if instances > 1 else []
+        self.name = f"1 x {threads * instances} threads"
+        self.parallel_name = f"{instances} x {threads} threads"
         self.batches = {b: [self.det._prepare(images[i:i + b])[0] for i in range(0, len(images) - b + 1, b)]
                         for b in (1, 8)}
+        self.layouts: dict[str, dict[int, float]] = {}
+        self.latency_ms = float("nan")  # one batch-1 invoke on the interpreter that serves a lone request
+
+    @staticmethod
+    def _loop(det, prepared: list[np.ndarray], t_end: float) -> int:
+        n = 0
+        while time.perf_counter() < t_end:
+            det.raw(prepared[n % len(prepared)])
+            n += 1
+        return n
 
     def rates(self, seconds: float = 1.5) -> dict[int, float]:
-        out = {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        single, parallel = {}, {}
         for b, prepared in self.batches.items():
-            self.det.raw(prepared[0])  # resize and warm up
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                self.det.raw(prepared[n % len(prepared)])
-                n += 1
-            out[b] = n * b / (time.perf_counter() - t0)
-        return out
+            for det in [self.det, *self.parallel]:
+                det.raw(prepared[0])  # resize and warm up
+            t0 = time.perf_counter()
+            n = self._loop(self.det, prepared, t0 + seconds)
+            single[b] = n * b / (time.perf_counter() - t0)
+            if self.parallel:
+                with ThreadPoolExecutor(len(self.parallel)) as pool:
+                    t0 = time.perf_counter()
+                    t_end = t0 + seconds
+                    futures = [pool.submit(self._loop, d, prepared, t_end) for d in self.parallel]
+                    counts = [f.result() for f in futures]
+                    parallel[b] = sum(counts) * b / (time.perf_counter() - t0)
+        self.layouts = {self.name: single, **({self.parallel_name: parallel} if parallel else {})}
+        if self.parallel:  # a lone request runs on one instance of `threads` threads
+            prepared = self.batches[1]
+            t0 = time.perf_counter()
+            n = self._loop(self.parallel[0], prepared, t0 + seconds / 2)
+            self.latency_ms = 1000 * (time.perf_counter() - t0) / n
+        else:
+            self.latency_ms = 1000 / single[1]
+        return {b: max(layout[b] for layout in self.layouts.values()) for b in single}
 
 
 def bare(probe: BareProbe, images: list[np.ndarray], seconds: float = 5.0) -> dict:
-    """Invoke rates at batch 1 and 8, and the full predict (letterbox + invoke + NMS) per image."""
+    """Invoke rates at batch 1 and 8 (best layout, and each layout), and the full predict per image (1 interpreter)."""
     rates = probe.rates(seconds)
-    out = {"invoke_b1_img_s": rates[1], "invoke_b8_img_s": rates[8]}
+    out = {"invoke_b1_img_s": rates[1], "invoke_b8_img_s": rates[8], "layouts": probe.layouts}
     times = []
     t_end = time.perf_counter() + seconds
     i = 0
@@ -97,32 +137,62 @@ def bare(probe: BareProbe, images: list[np.ndarray], seconds: float = 5.0) -> di
     return out
 
 
-async def load(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, concurrency: int, requests: int
-               ) -> dict:
-    import httpx
+async def load(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, concurrency: int, requests: int,
+               client: str = "httpx") -> dict:
+    """``requests`` requests from ``concurrency`` workers on one asyncio loop; throughput and latency percentiles.
+
+    ``client="aiohttp"`` sends them with aiohttp (C-accelerated HTTP parsing; KServe already depends on it),
+    which costs the shared cores about a quarter of what httpx does per request: the closest Python gets to
+    perf_analyzer, whose C++ client costs next to nothing. The load generator runs on the server's cores.
+    """
+    import json
 
     latencies: list[float] = []
     errors = 0
     counter = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
+    # JSON bodies are serialized once, up front: the generator should spend its CPU on sending, not encoding
+    prepared = [(json.dumps(body).encode(), {"content-type": "application/json"}) if body else (raw, headers)
+                for body, headers, raw in bodies]
+
+    async def drive(post) -> float:
+        nonlocal errors
+
         async def worker() -> None:
             nonlocal errors
             for i in counter:
-                body, headers, raw = bodies[i % len(bodies)]
+                content, headers = prepared[i % len(prepared)]
                 t = time.perf_counter()
                 try:
-                    r = await (client.post(path, json=body) if body else
-                               client.post(path, content=raw, headers=headers))
-                    if r.status_code != 200:
+                    if await post(content, headers) != 200:
                         errors += 1
-                except httpx.HTTPError:
+                except Exception:  # noqa: BLE001 - any failed request is counted, whatever the client raised
                     errors += 1
                 latencies.append(time.perf_counter() - t)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    if client == "aiohttp":
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
+            async def post(content: bytes, headers: dict) -> int:
+                async with s.post(path, data=content, headers=headers) as r:
+                    await r.read()
+                    return r.status
+
+            wall = await drive(post)
+    else:
+        import httpx
+
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as hx:
+            async def post(content: bytes, headers: dict) -> int:
+                return (await hx.post(path, content=content, headers=headers)).status_code
+
+            wall = await drive(post)
     ms = [1000 * x for x in latencies]
     return {"throughput": requests / wall, "p50": percentile(ms, 50), "p95": percentile(ms, 95),
             "p99": percentile(ms, 99), "errors": errors}
@@ -198,18 +268,18 @@ def rss_mb(pid: int) -> float:
 
 
 def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, requests: int, max_batch: int,
-                max_latency_ms: float, rounds: int = 8) -> dict:
+                max_latency_ms: float, rounds: int = 8, instances: int = 1, load_client: str = "aiohttp") -> dict:
     from mlkit.client.http import ServingClient
     from mlkit.serving.server import start_background_server
 
     versions = sorted((p for p in (repo / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     model_path = versions[-1] / "model.tflite"
-    probe = BareProbe(model_path, images, threads)
+    probe = BareProbe(model_path, images, threads, instances)
     result = {"bare": bare(probe, images), "served": {}}
     for batching in ("off", "on"):
         mb = 1 if batching == "off" else max_batch
         with start_background_server(repo, max_batch_size=mb, max_latency_ms=max_latency_ms,
-                                     num_threads=threads) as srv:
+                                     num_threads=threads, instances=instances) as srv:
             for proto in PAYLOADS:
                 client = ServingClient(srv.url, name, protocol="v1" if proto.startswith("v1") else "v2",
                                        encoding="raw" if proto == "v2-raw" else "jpeg")
@@ -219,7 +289,7 @@ def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, r
                 client.predict([images[0]])  # warm up
                 for c in CONCURRENCY:
                     before = scrape(srv.url)
-                    row = asyncio.run(load(srv.url, bodies, client.infer_path, c, max(requests, 4 * c)))
+                    row = asyncio.run(load(srv.url, bodies, client.infer_path, c, max(requests, 4 * c), load_client))
                     row.update(metric_means(before, scrape(srv.url)))
                     result["served"][(batching, proto, c)] = row
                     print(f"  {name} batching={batching:<3} {proto:<12} c={c:<3} {row['throughput']:8.1f} req/s "
@@ -230,16 +300,19 @@ def bench_model(repo: Path, name: str, images: list[np.ndarray], threads: int, r
                 client = ServingClient(srv.url, name, protocol="v2")
                 bodies = [client.build([im]) for im in images]
                 before = rss_mb(srv.proc.pid)
-                soak = asyncio.run(load(srv.url, bodies, client.infer_path, 32, 2000))
+                soak = asyncio.run(load(srv.url, bodies, client.infer_path, 32, 2000, load_client))
                 after = rss_mb(srv.proc.pid)
                 result["soak"] = {**soak, "rss_before_mb": before, "rss_after_mb": after}
                 client.close()
-    result["paired"] = paired(repo, name, model_path, images, probe, threads, max_batch, max_latency_ms, rounds)
+    result["load_client"] = load_client
+    result["paired"] = paired(repo, name, model_path, images, probe, threads, max_batch, max_latency_ms, rounds,
+                              instances, load_client)
     return result
 
 
 def paired(repo: Path, name: str, model_path: Path, images: list[np.ndarray], probe: BareProbe, threads: int,
-           max_batch: int, max_latency_ms: float, rounds: int) -> list[dict]:
+           max_batch: int, max_latency_ms: float, rounds: int, instances: int = 1, load_client: str = "aiohttp"
+           ) -> list[dict]:
     """The three target ratios, each measured in ``rounds`` short rounds that interleave their terms.
 
     One round: the bare interpreter, then c=16 against the unbatched and the batched server (v2 binary JPEG,
@@ -251,36 +324,44 @@ def paired(repo: Path, name: str, model_path: Path, images: list[np.ndarray], pr
     from mlkit.serving.server import start_background_server
 
     out = []
-    with start_background_server(repo, max_batch_size=1, num_threads=threads) as off, \
+    with start_background_server(repo, max_batch_size=1, num_threads=threads, instances=instances) as off, \
             start_background_server(repo, max_batch_size=max_batch, max_latency_ms=max_latency_ms,
-                                    num_threads=threads) as on:
+                                    num_threads=threads, instances=instances) as on:
         jpeg = ServingClient(off.url, name, protocol="v2")
         raw = ServingClient(off.url, name, protocol="v2", encoding="raw")
         jpeg_bodies = [jpeg.build([im]) for im in images]
         raw_bodies = [raw.build([im]) for im in model_sized(images, model_path)]
         for srv in (off, on):
-            asyncio.run(load(srv.url, jpeg_bodies, jpeg.infer_path, 4, 32))  # warm up
+            asyncio.run(load(srv.url, jpeg_bodies, jpeg.infer_path, 4, 32, load_client))  # warm up
         for i in range(rounds):
             before = probe.rates(1.0)
             n = max(64, int(max(before.values()) * 1.5))  # about 1.5 s of work at the bare rate
             c16 = {}
             for srv in ((off, on) if i % 2 == 0 else (on, off)):
-                c16[srv is on] = asyncio.run(load(srv.url, jpeg_bodies, jpeg.infer_path, 16, n))["throughput"]
+                c16[srv is on] = asyncio.run(load(srv.url, jpeg_bodies, jpeg.infer_path, 16, n, load_client)
+                                             )["throughput"]
             # the same batched server fed model-sized pixels: what the ratio is without JPEG decoding
-            raw16 = asyncio.run(load(on.url, raw_bodies, raw.infer_path, 16, n))["throughput"]
+            raw16 = asyncio.run(load(on.url, raw_bodies, raw.infer_path, 16, n, load_client))["throughput"]
+            other = "httpx" if load_client != "httpx" else "aiohttp"  # what the other client costs the cores
+            on16_other = asyncio.run(load(on.url, jpeg_bodies, jpeg.infer_path, 16, n, other))["throughput"]
             seq_p50 = sequential(off.url, raw_bodies, raw.infer_path, 200)
             lean_p50 = sequential(off.url, raw_bodies, raw.infer_path, 200, client="stdlib")
             after = probe.rates(1.0)
             bare_rates = {b: (before[b] + after[b]) / 2 for b in before}
-            out.append({"bare": bare_rates, "on16": c16[True], "off16": c16[False], "c1_p50": seq_p50,
-                        "c1_p50_stdlib": lean_p50,
+            layouts = {k: max(v.values()) for k, v in probe.layouts.items()}  # of the round's second probe
+            invoke_ms = (1000 / before[1] + 1000 / after[1]) / 2 if instances == 1 else probe.latency_ms
+            out.append({"bare": bare_rates, "layouts": layouts, "on16": c16[True], "off16": c16[False],
+                        "c1_p50": seq_p50, "c1_p50_stdlib": lean_p50,
                         "served_over_bare": c16[True] / max(bare_rates.values()),
+                        "other_client_over_bare": on16_other / max(bare_rates.values()), "invoke_ms": invoke_ms,
                         "raw_over_bare": raw16 / max(bare_rates.values()),
                         "batched_over_unbatched": c16[True] / c16[False],
-                        "overhead_ms": seq_p50 - 1000 / bare_rates[1],
-                        "overhead_stdlib_ms": lean_p50 - 1000 / bare_rates[1]})
+                        "overhead_ms": seq_p50 - invoke_ms,
+                        "overhead_stdlib_ms": lean_p50 - invoke_ms})
             r = out[-1]
-            print(f"  {name} round {i + 1}/{rounds}: bare {bare_rates[1]:.0f}/{bare_rates[8]:.0f} img/s (b1/b8), "
+            shown = ", ".join(f"{k} {v:.0f}" for k, v in layouts.items()) if len(layouts) > 1 else ""
+            print(f"  {name} round {i + 1}/{rounds}: bare {bare_rates[1]:.0f}/{bare_rates[8]:.0f} img/s (b1/b8) "
+                  f"{shown}, "
                   f"c=16 on {r['on16']:.1f} off {r['off16']:.1f} req/s, c=1 p50 {seq_p50:.2f} ms (httpx) "
                   f"{lean_p50:.2f} ms (http.client)", flush=True)
         jpeg.close()
@@ -293,6 +374,9 @@ def report(name: str, r: dict) -> None:
     print(f"\n== {name}: bare interpreter ==")
     print(f"invoke batch 1: {b['invoke_b1_img_s']:.1f} img/s   invoke batch 8: {b['invoke_b8_img_s']:.1f} img/s   "
           f"full predict (letterbox+invoke+NMS): {b['predict_ms']:.2f} ms = {b['predict_img_s']:.1f} img/s")
+    if len(b["layouts"]) > 1:
+        print("  bare layouts (invoke img/s, batch 1 / 8): " + ";  ".join(
+            f"{k}: {v[1]:.1f} / {v[8]:.1f}" for k, v in b["layouts"].items()) + "   (the better one is the limit)")
     print(f"\n{'batching':<9} {'payload':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
           f"{'queue ms':>9} {'compute ms':>10} {'batch':>6} {'err':>4}")
     for (batching, proto, c), row in r["served"].items():
@@ -312,8 +396,11 @@ def report(name: str, r: dict) -> None:
         vals = [x[key] for x in rounds]
         return f"{statistics.median(vals):{fmt}} [{min(vals):{fmt}} - {max(vals):{fmt}}]"
 
+    client, other = r["load_client"], "httpx" if r["load_client"] != "httpx" else "aiohttp"
     print(f"  served (batching on, v2 binary, c=16) / bare invoke (best of b1, b8): {spread('served_over_bare')}"
-          "   (target >= 0.85 for big)")
+          f"   (target >= 0.85 for big; {client} load generator)")
+    print(f"  the same with an {other} load generator (its own CPU taken from the same cores): "
+          f"{spread('other_client_over_bare')}")
     print(f"  the same fed v2 raw pixels at the model's input (no JPEG to decode): {spread('raw_over_bare')}")
     print(f"  batched / unbatched at c=16 (v2 binary):                             {spread('batched_over_unbatched')}"
           "   (target >= 0.95)")
@@ -321,7 +408,8 @@ def report(name: str, r: dict) -> None:
           "   (target <= 1.5 ms for little)")
     print(f"  the same with a synchronous httpx client:                            {spread('overhead_ms')} ms")
     print(f"    c=1 p50 {spread('c1_p50_stdlib')} ms (http.client), {spread('c1_p50')} ms (httpx); bare invoke "
-          f"{statistics.median(1000 / x['bare'][1] for x in rounds):.2f} ms")
+          f"{statistics.median(x['invoke_ms'] for x in rounds):.2f} ms (batch 1, on the interpreter a lone request "
+          "runs on)")
     soak = r.get("soak")
     if soak:
         print(f"  soak 2000 requests at c=32: {soak['errors']} errors, RSS {soak['rss_before_mb']:.0f} MB -> "
@@ -349,11 +437,16 @@ def main() -> None:
                     help="model repository folder (default: one built from models/<name>/tflite/<variant>)")
     ap.add_argument("--variant", default="int8", help="TFLite variant taken from models/ when --repo is not given")
     ap.add_argument("--models", default="little,big")
-    ap.add_argument("--threads", type=int, default=2, help="interpreter threads (bare and served alike)")
+    ap.add_argument("--threads", type=int, default=2, help="interpreter threads per instance (bare and served alike)")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="interpreters per served model; the bare limit is then the better of 1 x threads*instances "
+                         "and instances x threads")
     ap.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
     ap.add_argument("--max-batch-size", type=int, default=8)
     ap.add_argument("--max-latency-ms", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=8, help="paired rounds for the target ratios")
+    ap.add_argument("--load-client", choices=("aiohttp", "httpx"), default="aiohttp",
+                    help="HTTP client of the load generator (aiohttp costs the shared cores about a quarter of httpx)")
     args = ap.parse_args()
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.repo is None:
@@ -366,7 +459,7 @@ def main() -> None:
     for name in names:
         print(f"benchmarking {name} ...", flush=True)
         results[name] = bench_model(args.repo, name, images, args.threads, args.requests, args.max_batch_size,
-                                    args.max_latency_ms, args.rounds)
+                                    args.max_latency_ms, args.rounds, args.instances, args.load_client)
     for name, r in results.items():
         report(name, r)
 

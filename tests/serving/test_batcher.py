@@ -105,3 +105,68 @@ def test_server_merges_concurrent_requests_each_gets_its_own_result(model_repo, 
         [want] = detector.predict([im], score_threshold=h.SCORE)
         assert h.same(got, want)
     assert instances == 8 and batches < 8, (batches, instances)
+
+
+def test_instances_run_batches_in_parallel_and_never_share_an_interpreter():
+    # Two runners (two "interpreters") must both be inside run_batch at once: the barrier only opens for two
+    # parties, so a batcher that ran them one after the other fails with BrokenBarrierError, not a timing.
+    barrier = threading.Barrier(2, timeout=10)
+    inside = [0, 0]
+    used = [[], []]
+    reentered = []
+
+    def runner(k):
+        def run(payloads):
+            inside[k] += 1
+            if inside[k] > 1:
+                reentered.append(k)
+            try:
+                if len(used[k]) == 0:
+                    barrier.wait()  # each instance's first batch waits for the other's
+                used[k].append(threading.current_thread().name)
+                return [[x * 10 for x in p] for p in payloads]
+            finally:
+                inside[k] -= 1
+        return run
+
+    async def go():
+        b = DynamicBatcher([runner(0), runner(1)], model="unit-instances", max_batch_size=1, max_latency_ms=0)
+        assert b.instances == 2
+        outs = await asyncio.gather(*(b.submit([i]) for i in range(20)))
+        await b.close()
+        return outs
+
+    outs = asyncio.run(go())
+    assert outs == [[i * 10] for i in range(20)]  # every caller got its own answer
+    assert used[0] and used[1] and len(used[0]) + len(used[1]) == 20
+    assert len(set(used[0])) == 1 and len(set(used[1])) == 1 and set(used[0]) != set(used[1])  # a thread each
+    assert not reentered
+
+
+def test_instances_are_validated():
+    with pytest.raises(ValueError, match="one per instance"):
+        DynamicBatcher([], model="unit-none")
+    from mlkit.serving.predictor import TFLiteDetectorModel
+
+    with pytest.raises(ValueError, match="instances"):
+        TFLiteDetectorModel("m", "/nowhere", instances=0)
+
+
+def test_server_with_two_instances_answers_like_one(model_repo, detector, images, h, tmp_path):
+    from mlkit.client.http import AsyncServingClient
+    from mlkit.serving.server import start_background_server
+
+    with start_background_server(model_repo, max_batch_size=4, max_latency_ms=5, instances=2,
+                                 log_path=tmp_path / "server.log") as server:
+        many = [images[i % len(images)] for i in range(24)]
+
+        async def go():
+            async with AsyncServingClient(server.url, "helmet", protocol="v2", encoding="png") as client:
+                return await asyncio.gather(*(client.predict([im], score_threshold=h.SCORE) for im in many))
+
+        results = asyncio.run(go())
+        assert h.metric(server.url, "mlkit_batch_queue_seconds_count") == 24
+    assert "instances=2 x 1 threads" in (tmp_path / "server.log").read_text()
+    for im, [got] in zip(many, results, strict=True):
+        [want] = detector.predict([im], score_threshold=h.SCORE)
+        assert h.same(got, want)

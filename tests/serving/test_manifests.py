@@ -83,7 +83,9 @@ def test_container_args_are_what_the_image_entrypoint_accepts():
 
     args = parse_args(manifests.server_args(threads=3, max_batch_size=4, max_latency_ms=7))
     assert (args.model_dir, args.host, args.http_port, args.grpc_port) == ("/mnt/models", "0.0.0.0", 8080, 8081)
-    assert (args.threads, args.max_batch_size, args.max_latency_ms) == (3, 4, 7.0)
+    assert (args.threads, args.max_batch_size, args.max_latency_ms, args.instances) == (3, 4, 7.0, 1)
+    assert "--instances" not in manifests.server_args()  # the default stays out of the manifests
+    assert parse_args(manifests.server_args(threads=1, instances=2)).instances == 2
 
 
 def test_raw_deployment_exposes_grpc_and_no_batcher_by_default():
@@ -144,6 +146,7 @@ def test_the_validator_bites():
     ({"max_latency_ms": 2.5}, "whole number"),
     ({"deployment_mode": "Knative"}, "deployment_mode"),
     ({"image": " "}, "image is empty"),
+    ({"instances": 0}, "instances must be >= 1"),
 ])
 def test_bad_arguments(kwargs, message):
     args = {"name": "helmet", "storage_uri": "s3://m/h", **kwargs}

@@ -95,10 +95,10 @@ def read_rgb(path: Path | str) -> np.ndarray:
     if not path.is_file():
         raise MlkitError(f"image not found: {path}")
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB)  # decoded straight to RGB: no cvtColor pass
     if img is None:
         raise MlkitError(f"cannot decode image {path}: not a valid JPEG/PNG/BMP file")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def write_rgb(path: Path | str, rgb: np.ndarray, quality: int = 92) -> None:

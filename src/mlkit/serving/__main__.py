@@ -24,7 +24,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="0.0.0.0", help="Address to bind (0.0.0.0 in a container).")
     p.add_argument("--max-batch-size", type=int, default=1, help="Instances per merged batch; 1 = no batching.")
     p.add_argument("--max-latency-ms", type=float, default=5.0, help="Longest wait to fill a batch.")
-    p.add_argument("--threads", type=int, default=1, help="Interpreter threads per model.")
+    p.add_argument("--threads", type=int, default=1, help="Interpreter threads per model instance.")
+    p.add_argument("--instances", type=int, default=1,
+                   help="Interpreters per model, each running its own batches in parallel (Triton's instance "
+                        "count); more instances of fewer threads trade a lone request's latency for throughput.")
     p.add_argument("--max-payload-mb", type=float, default=DEFAULT_MAX_PAYLOAD_MB, help="Largest request body.")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="How often to look for new model versions.")
     p.add_argument("--no-watch", action="store_true", help="Do not hot-reload new versions.")
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = args.model_dir or (None if args.graph_config else "/mnt/models")
         run_server(model_dir, http_port=args.http_port, grpc_port=args.grpc_port, host=args.host,
                    max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
-                   num_threads=args.threads, max_payload_mb=args.max_payload_mb,
+                   num_threads=args.threads, instances=args.instances, max_payload_mb=args.max_payload_mb,
                    poll_seconds=args.poll_seconds, watch=not args.no_watch,
                    response_delay_ms=args.response_delay_ms, graph_config=args.graph_config,
                    graph_step=args.graph_step, access_log=args.access_log)

@@ -1,12 +1,17 @@
 """Dynamic batching inside the server: merge concurrent requests, run the model once, split back.
 
 One ``DynamicBatcher`` per served model version. Requests (each holding one or more instances)
-queue on the event loop; the batcher takes the first, keeps adding requests until the batch holds
-``max_batch_size`` instances or ``max_latency_ms`` have passed since the first was queued, then
-runs ``run_batch`` once in its own single worker thread (so one interpreter is never invoked
-concurrently) and hands each caller its own slice of the results, in order. A request is never
-split: one larger than ``max_batch_size`` runs alone. ``max_batch_size=1`` turns batching off
-(every request runs as soon as the worker is free, without waiting).
+queue on the event loop; when a model instance is free, the batcher takes the first request, keeps
+adding requests until the batch holds ``max_batch_size`` instances or ``max_latency_ms`` have passed
+since the first was queued, then runs that instance's ``run_batch`` once in the instance's own worker
+thread (so one interpreter is never invoked concurrently) and hands each caller its own slice of the
+results, in order. A request is never split: one larger than ``max_batch_size`` runs alone.
+``max_batch_size=1`` turns batching off (every request runs as soon as an instance is free).
+
+Several instances (``run_batch`` given as a list, one callable per interpreter) run batches in
+parallel, as Triton's ``instance_group`` does: two single-thread interpreters never wait at a
+thread barrier for a core that is busy decoding requests, as one two-thread interpreter does; a
+lone request then runs on one thread, so it is slower.
 
 Prometheus histograms (default registry, served by KServe on ``/metrics``), label ``model``:
 ``mlkit_batch_queue_seconds`` (per request), ``mlkit_batch_compute_seconds`` and
@@ -27,6 +32,8 @@ from typing import Any
 from prometheus_client import Histogram
 
 log = logging.getLogger(__name__)
+
+Runner = Callable[[list[Any]], Sequence[Any]]
 
 QUEUE_SECONDS = Histogram("mlkit_batch_queue_seconds", "Time a request waited before its batch ran",
                           ["model"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -49,21 +56,25 @@ class DynamicBatcher:
     """Merge concurrent ``submit`` calls into batches for ``run_batch``.
 
     ``run_batch(payloads)`` receives a list of request payloads and must return one result per
-    payload, in order; a result that is an ``Exception`` is raised to that caller only.
+    payload, in order; a list of such callables gives one worker thread per callable (model
+    instances); a result that is an ``Exception`` is raised to that caller only.
     ``size(payload)`` is the number of instances in a payload. ``arriving()``, when given, is the
     number of requests that are being prepared and will be submitted soon; when it is 0 and the queue
     is empty, the batch runs at once instead of waiting out ``max_latency_ms`` for requests that
     cannot come (a lone request pays no batching delay).
     """
 
-    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], *, model: str,
+    def __init__(self, run_batch: Runner | Sequence[Runner], *, model: str,
                  max_batch_size: int = 1, max_latency_ms: float = 5.0,
                  size: Callable[[Any], int] = len, arriving: Callable[[], int] | None = None) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_latency_ms < 0:
             raise ValueError(f"max_latency_ms must be >= 0, got {max_latency_ms}")
-        self.run_batch = run_batch
+        runners = list(run_batch) if isinstance(run_batch, Sequence) else [run_batch]
+        if not runners or not all(callable(r) for r in runners):
+            raise ValueError("run_batch must be a callable or a non-empty list of callables (one per instance)")
+        self.runners = runners
         self.model = model
         self.max_batch_size = int(max_batch_size)
         self.max_latency = float(max_latency_ms) / 1000.0
@@ -73,11 +84,17 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._carry: _Pending | None = None
-        self._busy = False
+        self._free: asyncio.Queue[int] | None = None  # indexes of idle instances
+        self._busy = 0  # instances running a batch
         self._closed = False
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{model}")
+        self._executors = [concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{model}-{i}")
+                           for i in range(len(runners))]
         self._metrics = (QUEUE_SECONDS.labels(model=model), COMPUTE_SECONDS.labels(model=model),
                          BATCH_SIZE.labels(model=model))
+
+    @property
+    def instances(self) -> int:
+        return len(self.runners)
 
     @property
     def idle(self) -> bool:
@@ -90,6 +107,9 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
+            self._free = asyncio.Queue()
+            for i in range(self.instances):
+                self._free.put_nowait(i)
             self._task = loop.create_task(self._loop(), name=f"batcher-{self.model}")
         fut = loop.create_future()
         self._queue.put_nowait(_Pending(payload, max(1, int(self.size(payload))), fut, time.perf_counter()))
@@ -104,14 +124,16 @@ class DynamicBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=True)
+        for ex in self._executors:
+            ex.shutdown(wait=True)
 
     def close_now(self) -> None:
         """Stop without waiting (for a server that is shutting down)."""
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for ex in self._executors:
+            ex.shutdown(wait=False, cancel_futures=True)
 
     async def _next(self) -> _Pending:
         if self._carry is not None:
@@ -143,33 +165,48 @@ class DynamicBatcher:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                worker = await self._free.get()  # requests pile up while every instance is busy
+                batch = await self._collect()
+                batch = [p for p in batch if not p.future.done()]  # callers that gave up
+                if not batch:
+                    self._free.put_nowait(worker)
+                    continue
+                self._busy += 1
+                task = loop.create_task(self._run(worker, batch))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _run(self, worker: int, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
         q_hist, c_hist, s_hist = self._metrics
-        while True:
-            batch = await self._collect()
-            batch = [p for p in batch if not p.future.done()]  # callers that gave up
-            if not batch:
-                continue
-            self._busy = True
+        try:
+            start = time.perf_counter()
+            for p in batch:
+                q_hist.observe(start - p.queued)
+            s_hist.observe(sum(p.size for p in batch))
             try:
-                start = time.perf_counter()
-                for p in batch:
-                    q_hist.observe(start - p.queued)
-                s_hist.observe(sum(p.size for p in batch))
-                try:
-                    results = await loop.run_in_executor(self._executor, self.run_batch, [p.payload for p in batch])
-                    if len(results) != len(batch):
-                        raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")
-                except Exception as exc:  # noqa: BLE001 - every caller of this batch gets the error
-                    log.exception("batch of %d requests for %s failed", len(batch), self.model)
-                    results = [exc] * len(batch)
-                c_hist.observe(time.perf_counter() - start)
-                self.batches += 1
-                for p, r in zip(batch, results, strict=True):
-                    if p.future.done():
-                        continue
-                    if isinstance(r, BaseException):
-                        p.future.set_exception(r)
-                    else:
-                        p.future.set_result(r)
-            finally:
-                self._busy = False
+                results = await loop.run_in_executor(self._executors[worker], self.runners[worker],
+                                                     [p.payload for p in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")
+            except Exception as exc:  # noqa: BLE001 - every caller of this batch gets the error
+                log.exception("batch of %d requests for %s failed", len(batch), self.model)
+                results = [exc] * len(batch)
+            c_hist.observe(time.perf_counter() - start)
+            self.batches += 1
+            for p, r in zip(batch, results, strict=True):
+                if p.future.done():
+                    continue
+                if isinstance(r, BaseException):
+                    p.future.set_exception(r)
+                else:
+                    p.future.set_result(r)
+        finally:
+            self._busy -= 1
+            self._free.put_nowait(worker)

@@ -118,7 +118,7 @@ def _port_free(host: str, port: int) -> bool:
 
 def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: int = 0, host: str = "127.0.0.1",
           max_batch_size: int = 1, max_latency_ms: float = 5.0, threads: int = 1, timeout: float = 60.0,
-          replace: bool = False) -> ServerState:
+          replace: bool = False, instances: int = 1) -> ServerState:
     """Start a detached server for ``model_dir`` and return its state once it is ready.
 
     ``http_port``/``grpc_port`` 0 pick free ports; a requested port that is busy is replaced by a free one
@@ -150,7 +150,7 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     log_path = folder / f"{name}.log"
     cmd = [sys.executable, "-m", "mlkit.serving", "--model-dir", str(model_dir), "--host", host,
            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
-           "--max-latency-ms", str(max_latency_ms), "--threads", str(threads)]
+           "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,

@@ -75,10 +75,13 @@ def _ports(grpc: bool) -> list:
     return ports
 
 
-def server_args(threads: int = 1, max_batch_size: int | None = None, max_latency_ms: float | None = None) -> list[str]:
+def server_args(threads: int = 1, max_batch_size: int | None = None, max_latency_ms: float | None = None,
+                instances: int = 1) -> list[str]:
     """Arguments of ``python -m mlkit.serving`` in a pod (model dir /mnt/models, bind 0.0.0.0)."""
     args = ["--model-dir", MODEL_DIR, "--host", "0.0.0.0", "--http-port", str(HTTP_PORT),
             "--grpc-port", str(GRPC_PORT), "--threads", str(threads)]
+    if instances != 1:
+        args += ["--instances", str(instances)]
     if max_batch_size is not None:
         args += ["--max-batch-size", str(max_batch_size)]
     if max_latency_ms is not None:
@@ -88,7 +91,7 @@ def server_args(threads: int = 1, max_batch_size: int | None = None, max_latency
 
 def inference_service(name: str, storage_uri: str, image: str = DEFAULT_IMAGE, namespace: str = DEFAULT_NAMESPACE,
                       cpu: str = "1", memory: str = "1Gi", max_batch_size: int | None = None,
-                      max_latency_ms: int | None = None, threads: int = 1, min_replicas: int = 1,
+                      max_latency_ms: int | None = None, threads: int = 1, min_replicas: int = 1, instances: int = 1,
                       deployment_mode: str = "Serverless"):
     """An InferenceService whose predictor is the serving image as a custom container.
 
@@ -101,6 +104,8 @@ def inference_service(name: str, storage_uri: str, image: str = DEFAULT_IMAGE, n
 
     _check_name("InferenceService", name)
     _check_common(storage_uri, image, threads, min_replicas)
+    if instances < 1:
+        raise MlkitError(f"instances must be >= 1, got {instances}")
     if deployment_mode not in DEPLOYMENT_MODES:
         raise MlkitError(f"deployment_mode must be one of {DEPLOYMENT_MODES}, got {deployment_mode!r}")
     if max_batch_size is not None and max_batch_size < 1:
@@ -112,7 +117,7 @@ def inference_service(name: str, storage_uri: str, image: str = DEFAULT_IMAGE, n
         batcher = kserve.V1beta1Batcher(max_batch_size=max_batch_size,
                                         max_latency=None if max_latency_ms is None else int(max_latency_ms))
     container = V1Container(
-        name="kserve-container", image=image, args=server_args(threads, max_batch_size, max_latency_ms),
+        name="kserve-container", image=image, args=server_args(threads, max_batch_size, max_latency_ms, instances),
         env=[V1EnvVar(name="STORAGE_URI", value=storage_uri)], ports=_ports(deployment_mode == "RawDeployment"),
         resources=_resources(cpu, memory))
     annotations = {_DEPLOYMENT_MODE_ANNOTATION: deployment_mode} if deployment_mode != "Serverless" else None

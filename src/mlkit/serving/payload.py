@@ -34,10 +34,10 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
 
     if not data:
         raise InvalidInput(f"{where} is empty: send JPEG or PNG bytes")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)  # decoded straight to RGB: no cvtColor pass
     if img is None:
         raise InvalidInput(f"{where} could not be decoded: send a JPEG or PNG image ({len(data)} bytes received)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def decode_b64(text: Any, where: str) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 from pathlib import Path
@@ -77,14 +78,18 @@ class TFLiteModel(Model):
     task = "?"
 
     def __init__(self, name: str, model_dir: str | Path, *, version: int | None = None, num_threads: int = 1,
-                 max_batch_size: int = 1, max_latency_ms: float = 5.0) -> None:
+                 max_batch_size: int = 1, max_latency_ms: float = 5.0, instances: int = 1) -> None:
         super().__init__(name)
+        if instances < 1 or num_threads < 1:
+            raise ValueError(f"instances and num_threads must be >= 1, got {instances} and {num_threads}")
         self.model_dir = Path(model_dir)
         self.version = version
-        self.num_threads = num_threads
+        self.num_threads = num_threads  # per instance
+        self.instances = instances
         self.max_batch_size = max_batch_size
         self.max_latency_ms = max_latency_ms
-        self.runtime: Any = None
+        self.runtime: Any = None  # the first instance: decoding, letterboxing and metadata use it
+        self.runtimes: list[Any] = []  # one interpreter per instance, each run by its own batcher thread
         self.batcher: DynamicBatcher | None = None
         self.load_error: str | None = None
         self.inflight = 0
@@ -110,8 +115,9 @@ class TFLiteModel(Model):
             model_path = self.model_dir / MODEL_FILE
             if not model_path.is_file():
                 raise MlkitError(f"{model_path} not found: a model version folder needs {MODEL_FILE}")
-            runtime = self._open(raw_meta)
-            self._warm_up(runtime)
+            runtimes = [self._open(raw_meta) for _ in range(self.instances)]
+            for runtime in runtimes:
+                self._warm_up(runtime)
             max_bs = int(raw_meta.get("max_batch_size", self.max_batch_size))
             max_lat = float(raw_meta.get("max_latency_ms", self.max_latency_ms))
         except (MlkitError, ValueError, RuntimeError, OSError, TypeError, KeyError) as exc:
@@ -119,15 +125,16 @@ class TFLiteModel(Model):
             self.ready = False
             log.error("cannot load model %s from %s: %s", self.label, self.model_dir, exc)
             return False
-        self.runtime = runtime
+        self.runtime, self.runtimes = runtimes[0], runtimes
         self.max_batch_size, self.max_latency_ms = max_bs, max_lat
-        self.batcher = DynamicBatcher(self._run_batch, model=self.name, max_batch_size=max_bs,
+        runners = [functools.partial(self._run_batch, runtime=r) for r in runtimes]
+        self.batcher = DynamicBatcher(runners, model=self.name, max_batch_size=max_bs,
                                       max_latency_ms=max_lat, size=lambda job: job.n,
                                       arriving=lambda: self.preparing)
         self.load_error = None
         self.ready = True
-        log.info("loaded model %s from %s (%s, max_batch_size=%d, max_latency_ms=%g, threads=%d)",
-                 self.label, self.model_dir, self.task, max_bs, max_lat, self.num_threads)
+        log.info("loaded model %s from %s (%s, max_batch_size=%d, max_latency_ms=%g, instances=%d x %d threads)",
+                 self.label, self.model_dir, self.task, max_bs, max_lat, self.instances, self.num_threads)
         return True
 
     def stop(self) -> None:
@@ -203,13 +210,14 @@ class TFLiteModel(Model):
     async def predict(self, payload: Job, headers: dict | None = None, response_headers: dict | None = None):
         return payload, await self.batcher.submit(payload)
 
-    def _run_batch(self, jobs: list[Job]) -> list:
+    def _run_batch(self, jobs: list[Job], runtime: Any = None) -> list:
+        runtime = runtime or self.runtime
         batch = jobs[0].batch if len(jobs) == 1 else np.concatenate([j.batch for j in jobs])
-        raw = self.runtime.predict_batch(batch)
+        raw = runtime.predict_batch(batch)
         out, start = [], 0
         for job in jobs:
             try:
-                out.append(self.runtime.finish(raw, start, job))
+                out.append(runtime.finish(raw, start, job))
             except (MlkitError, ValueError) as exc:
                 out.append(InvalidInput(str(exc)))
             start += job.n

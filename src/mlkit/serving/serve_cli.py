@@ -32,7 +32,10 @@ from mlkit.errors import MlkitError
 @click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Longest wait to fill a batch.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Interpreter threads per model.")
+              help="Interpreter threads per model instance.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Interpreters per model, running batches in parallel (Triton's instance count). "
+                   "More instances of fewer threads trade a lone request's latency for throughput under load.")
 @click.option("--max-payload-mb", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
               help="Largest request body; bigger ones get 400.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
@@ -44,8 +47,8 @@ from mlkit.errors import MlkitError
               help="Log a line per request (request counts and latencies are on /metrics either way).")
 @click.pass_context
 @friendly
-def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, max_payload_mb,
-          poll_seconds, graph_config, access_log) -> None:
+def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
+          max_payload_mb, poll_seconds, graph_config, access_log) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
@@ -61,7 +64,7 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
     from mlkit.serving.server import run_server
 
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
-               max_latency_ms=max_latency_ms, num_threads=threads, max_payload_mb=max_payload_mb,
+               max_latency_ms=max_latency_ms, num_threads=threads, instances=instances, max_payload_mb=max_payload_mb,
                poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log)
 
 
@@ -77,19 +80,22 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Interpreter threads per model instance.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Interpreters per model, running batches in parallel.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds to wait for the server to be ready.")
 @click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")
 @friendly
-def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, timeout,
-              replace) -> None:
+def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
+              timeout, replace) -> None:
     """Start a detached server NAME (default: "default") that keeps running after this command."""
     from mlkit.serving import lifecycle
 
     state = lifecycle.start(name, model_dir, http_port=http_port, grpc_port=grpc_port, host=host,
                             max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, threads=threads,
-                            timeout=timeout, replace=replace)
+                            instances=instances, timeout=timeout, replace=replace)
     click.echo(f"server {name!r} ready at {state.url} (gRPC {state.grpc_url}, pid {state.pid}, log {state.log})")
     click.echo(f"stop it with: mlkit serve stop {name}")
 
@@ -145,7 +151,10 @@ def _isvc_options(fn):
                      help="KServe batcher and server batching: most instances per batch."),
         click.option("--max-latency-ms", type=click.IntRange(min=0), default=None,
                      help="KServe batcher: longest wait to fill a batch."),
-        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Interpreter threads per model instance."),
+        click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Interpreters per model, running batches in parallel."),
         click.option("--cpu", default="1", show_default=True),
         click.option("--memory", default="1Gi", show_default=True),
         click.option("--min-replicas", type=click.IntRange(min=0), default=1, show_default=True),
@@ -159,7 +168,7 @@ def _isvc_options(fn):
     return fn
 
 
-def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms, threads, cpu, memory,
+def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms, threads, instances, cpu, memory,
              min_replicas, raw, runtime, cluster_runtime) -> list:
     from mlkit.serving import manifests
 
@@ -176,7 +185,7 @@ def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms
         raise MlkitError("--cluster-runtime needs --runtime")
     return [manifests.inference_service(name, storage_uri, image=image, namespace=namespace, cpu=cpu, memory=memory,
                                         max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
-                                        threads=threads, min_replicas=min_replicas,
+                                        threads=threads, instances=instances, min_replicas=min_replicas,
                                         deployment_mode="RawDeployment" if raw else "Serverless")]
 
 

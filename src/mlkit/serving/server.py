@@ -296,7 +296,7 @@ def _make_server_class():
 
 
 def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 8081, host: str = "127.0.0.1",
-                 max_batch_size: int = 1, max_latency_ms: float = 5.0, num_threads: int = 1,
+                 max_batch_size: int = 1, max_latency_ms: float = 5.0, num_threads: int = 1, instances: int = 1,
                  max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB, poll_seconds: float = 2.0,
                  watch: bool = True, enable_grpc: bool = True, response_delay_ms: float = 0.0,
                  graph_config: str | Path | None = None, graph_step: str | None = None, access_log: bool = False):
@@ -319,10 +319,12 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
         raise MlkitError(f"max_batch_size must be >= 1, got {max_batch_size}")
     if max_latency_ms < 0 or max_payload_mb <= 0 or num_threads < 1 or poll_seconds <= 0:
         raise MlkitError("max_latency_ms must be >= 0, max_payload_mb and poll_seconds > 0, threads >= 1")
+    if instances < 1:
+        raise MlkitError(f"instances must be >= 1, got {instances}")
     if response_delay_ms < 0:
         raise MlkitError(f"response_delay_ms must be >= 0, got {response_delay_ms}")
     repository = TFLiteModelRepository(model_dir, num_threads=num_threads, max_batch_size=max_batch_size,
-                                       max_latency_ms=max_latency_ms, poll_seconds=poll_seconds)
+                                       max_latency_ms=max_latency_ms, poll_seconds=poll_seconds, instances=instances)
     server = _make_server_class()(repository, host=host, max_payload_bytes=int(max_payload_mb * 1024 * 1024),
                                   watch=watch, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc,
                                   grace_period=2, enable_latency_logging=False,
@@ -374,7 +376,7 @@ class BackgroundServer:
 
 
 def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
-                            num_threads: int = 1, max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB,
+                            num_threads: int = 1, instances: int = 1, max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB,
                             poll_seconds: float = 2.0, timeout: float = 60.0,
                             log_path: str | Path | None = None, http_port: int | None = None,
                             response_delay_ms: float = 0.0,
@@ -391,7 +393,7 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
     log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="mlkit-serve-", suffix=".log")[1])
     cmd = [sys.executable, "-m", "mlkit.serving", "--host", "127.0.0.1",
            "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
-           "--max-latency-ms", str(max_latency_ms), "--threads", str(num_threads),
+           "--max-latency-ms", str(max_latency_ms), "--threads", str(num_threads), "--instances", str(instances),
            "--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
            "--response-delay-ms", str(response_delay_ms)]
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []

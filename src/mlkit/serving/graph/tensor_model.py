@@ -187,11 +187,12 @@ class TFLiteTensorModel(TFLiteModel):
         checked, n = self.check_arrays(arrays, f"model {self.name!r}")
         return await self.batcher.submit(TensorJob("v2", checked, n))
 
-    def _run_batch(self, jobs: list[TensorJob]) -> list:
+    def _run_batch(self, jobs: list[TensorJob], runtime: Any = None) -> list:
+        runtime = runtime or self.runtime
         if len(jobs) == 1:
-            return [self.runtime.run(jobs[0].arrays)]
-        merged = {io.name: np.concatenate([j.arrays[io.name] for j in jobs]) for io in self.runtime.inputs}
-        raw = self.runtime.run(merged)
+            return [runtime.run(jobs[0].arrays)]
+        merged = {io.name: np.concatenate([j.arrays[io.name] for j in jobs]) for io in runtime.inputs}
+        raw = runtime.run(merged)
         out, start = [], 0
         for job in jobs:
             out.append({k: v[start:start + job.n] for k, v in raw.items()})
