@@ -42,6 +42,7 @@ compile: setup ## compile every pipeline to IR YAML (golden files in pipelines/g
 
 bench: setup ## serving, video, joint and ensemble benchmarks on the committed models (run on a quiet machine)
 	$(PY) benchmarks/serving.py --models little,big --threads 2
+	$(PY) benchmarks/serving.py --models big --threads 1 --instances 2
 	$(PY) benchmarks/video.py
 	$(PY) benchmarks/video.py --encoding raw
 	$(PY) benchmarks/joint.py --filters Random,Uncertainty,CloudOnly
