@@ -85,25 +85,35 @@ def test_a_lone_request_does_not_wait_when_nobody_else_is_arriving():
     assert batches == [[["alone"]], [["first"], ["second"]]]
 
 
-def test_server_merges_concurrent_requests_each_gets_its_own_result(model_repo, detector, images, h, tmp_path):
+def _concurrent(model_repo, images, h, tmp_path, count: int, protocol: str, **server_kw):
+    """``count`` concurrent one-image requests to a real server; (images, answers, batching metrics)."""
     from mlkit.client.http import AsyncServingClient
     from mlkit.serving.server import start_background_server
 
-    with start_background_server(model_repo, max_batch_size=8, max_latency_ms=300,
-                                 log_path=tmp_path / "server.log") as server:
-        many = [images[i % len(images)] for i in range(8)]
+    with start_background_server(model_repo, log_path=tmp_path / "server.log", **server_kw) as server:
+        many = [images[i % len(images)] for i in range(count)]
 
         async def go():
-            async with AsyncServingClient(server.url, "helmet", protocol="v1", encoding="png") as client:
+            async with AsyncServingClient(server.url, "helmet", protocol=protocol, encoding="png") as client:
                 return await asyncio.gather(*(client.predict([im], score_threshold=h.SCORE) for im in many))
 
         results = asyncio.run(go())
-        batches = h.metric(server.url, "mlkit_batch_size_count")
-        instances = h.metric(server.url, "mlkit_batch_size_sum")
-        assert h.metric(server.url, "mlkit_batch_queue_seconds_count") == 8
-    for im, [got] in zip(many, results, strict=True):
+        metrics = {name: h.metric(server.url, name) for name in
+                   ("mlkit_batch_size_count", "mlkit_batch_size_sum", "mlkit_batch_queue_seconds_count")}
+    return many, [got for [got] in results], metrics
+
+
+def _assert_like_the_detector(many, answers, detector, h) -> None:
+    for im, got in zip(many, answers, strict=True):
         [want] = detector.predict([im], score_threshold=h.SCORE)
         assert h.same(got, want)
+
+
+def test_server_merges_concurrent_requests_each_gets_its_own_result(model_repo, detector, images, h, tmp_path):
+    many, answers, m = _concurrent(model_repo, images, h, tmp_path, 8, "v1", max_batch_size=8, max_latency_ms=300)
+    assert m["mlkit_batch_queue_seconds_count"] == 8
+    _assert_like_the_detector(many, answers, detector, h)
+    batches, instances = m["mlkit_batch_size_count"], m["mlkit_batch_size_sum"]
     assert instances == 8 and batches < 8, (batches, instances)
 
 
@@ -153,20 +163,8 @@ def test_instances_are_validated():
 
 
 def test_server_with_two_instances_answers_like_one(model_repo, detector, images, h, tmp_path):
-    from mlkit.client.http import AsyncServingClient
-    from mlkit.serving.server import start_background_server
-
-    with start_background_server(model_repo, max_batch_size=4, max_latency_ms=5, instances=2,
-                                 log_path=tmp_path / "server.log") as server:
-        many = [images[i % len(images)] for i in range(24)]
-
-        async def go():
-            async with AsyncServingClient(server.url, "helmet", protocol="v2", encoding="png") as client:
-                return await asyncio.gather(*(client.predict([im], score_threshold=h.SCORE) for im in many))
-
-        results = asyncio.run(go())
-        assert h.metric(server.url, "mlkit_batch_queue_seconds_count") == 24
+    many, answers, m = _concurrent(model_repo, images, h, tmp_path, 24, "v2", max_batch_size=4, max_latency_ms=5,
+                                   instances=2)
+    assert m["mlkit_batch_queue_seconds_count"] == 24
     assert "instances=2 x 1 threads" in (tmp_path / "server.log").read_text()
-    for im, [got] in zip(many, results, strict=True):
-        [want] = detector.predict([im], score_threshold=h.SCORE)
-        assert h.same(got, want)
+    _assert_like_the_detector(many, answers, detector, h)

@@ -10,12 +10,13 @@ import pytest
 
 
 @pytest.fixture()
-def live(exported_model, tmp_path, h):
+def live(exported_model, tmp_path, h, request):
     from mlkit.serving.server import start_background_server
 
     repo = tmp_path / "repo"
     h.make_version(repo, "helmet", 1, exported_model)
-    with start_background_server(repo, poll_seconds=0.3, max_batch_size=4, max_latency_ms=5,
+    instances = getattr(request, "param", 1)  # interpreters per model version
+    with start_background_server(repo, poll_seconds=0.3, max_batch_size=4, max_latency_ms=5, instances=instances,
                                  log_path=tmp_path / "server.log") as server:
         yield server, repo
 
@@ -32,6 +33,7 @@ def test_scan_and_completeness(exported_model, tmp_path, h):
     assert looks_complete(tmp_path / "a" / "10")
 
 
+@pytest.mark.parametrize("live", [1, 2], indirect=True, ids=["1-instance", "2-instances"])
 def test_hot_reload_under_load_zero_failures(live, exported_model, images, h):
     server, repo = live
     body, headers = h.v2_binary(images[:1])
