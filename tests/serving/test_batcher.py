@@ -85,6 +85,20 @@ def test_a_lone_request_does_not_wait_when_nobody_else_is_arriving():
     assert batches == [[["alone"]], [["first"], ["second"]]]
 
 
+def test_close_while_a_batch_is_being_collected_still_answers_it():
+    # The request has left the queue but not reached an instance yet: close() must wait for it, not cancel it.
+    async def go():
+        b = DynamicBatcher(lambda payloads: payloads, model="unit-close", max_batch_size=8, max_latency_ms=300,
+                           arriving=lambda: 1)  # someone is "arriving": the batch waits out its 300 ms
+        pending = asyncio.ensure_future(b.submit(["late"]))
+        await asyncio.sleep(0.05)
+        assert not b.idle
+        await asyncio.wait_for(b.close(), 10)
+        return await asyncio.wait_for(pending, 10)
+
+    assert asyncio.run(go()) == ["late"]
+
+
 def _concurrent(model_repo, images, h, tmp_path, count: int, protocol: str, **server_kw):
     """``count`` concurrent one-image requests to a real server; (images, answers, batching metrics)."""
     from mlkit.client.http import AsyncServingClient

@@ -86,6 +86,7 @@ class DynamicBatcher:
         self._carry: _Pending | None = None
         self._free: asyncio.Queue[int] | None = None  # indexes of idle instances
         self._busy = 0  # instances running a batch
+        self._collecting = False  # requests taken off the queue, batch not yet handed to an instance
         self._closed = False
         self._executors = [concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{model}-{i}")
                            for i in range(len(runners))]
@@ -98,7 +99,8 @@ class DynamicBatcher:
 
     @property
     def idle(self) -> bool:
-        return not self._busy and self._carry is None and (self._queue is None or self._queue.empty())
+        return (not self._busy and not self._collecting and self._carry is None
+                and (self._queue is None or self._queue.empty()))
 
     async def submit(self, payload: Any) -> Any:
         """Queue one request and wait for its own result."""
@@ -143,6 +145,7 @@ class DynamicBatcher:
 
     async def _collect(self) -> list[_Pending]:
         first = await self._next()
+        self._collecting = True  # close() must not stop the loop under these requests
         batch, n = [first], first.size
         deadline = first.queued + self.max_latency
         while n < self.max_batch_size:
@@ -172,9 +175,11 @@ class DynamicBatcher:
                 batch = await self._collect()
                 batch = [p for p in batch if not p.future.done()]  # callers that gave up
                 if not batch:
+                    self._collecting = False
                     self._free.put_nowait(worker)
                     continue
                 self._busy += 1
+                self._collecting = False
                 task = loop.create_task(self._run(worker, batch))
                 running.add(task)
                 task.add_done_callback(running.discard)
