@@ -21,6 +21,14 @@ def read_yaml(path: str | Path, what: str) -> Any:
         raise MlkitError(f"{path} is not valid YAML: {exc}") from None
 
 
+def parse_hw(text: str) -> tuple[int, int]:
+    """"352,448" -> (352, 448): a height and a width, as the seeds write input shapes; ``ValueError`` otherwise."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError("expected HEIGHT,WIDTH as two positive integers, e.g. \"352,448\"")
+    return int(parts[0]), int(parts[1])
+
+
 def validation_problems(exc) -> str:
     """A pydantic ``ValidationError`` as one line per field: ``spec.edgeWorker.gpu: Extra inputs ...``."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"

@@ -123,6 +123,9 @@ def test_bad_parameters_are_named():
     data = _with("spec.trainSpec.workerSpec.parameters", [{"key": "input_shape", "value": "352x640"}])
     with pytest.raises(MlkitError, match=r"input_shape must be 'height,width'"):
         parse_job(data)
+    data = _with("spec.trainSpec.workerSpec.parameters", [{"key": "input_shape", "value": "0,640"}])
+    with pytest.raises(MlkitError, match=r"input_shape must be 'height,width', got '0,640'"):
+        parse_job(data)
     data = _with("spec.deploySpec.hardExampleMining", {"name": "Nope"})
     with pytest.raises(MlkitError, match=r"spec\.deploySpec\.hardExampleMining"):
         parse_job(data)

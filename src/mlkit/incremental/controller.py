@@ -32,6 +32,7 @@ from mlkit.incremental.rounds import RoundParams, decide, prepare_round_data, tf
 from mlkit.incremental.spec import Condition, IncrementalLearningJob
 from mlkit.incremental.state import JobState, RoundRecord, load_state, now_iso, register_job, save_state
 from mlkit.incremental.triggers import should_train
+from mlkit.specfiles import parse_hw
 
 log = logging.getLogger(__name__)
 RUNNING = ("Training", "Evaluating", "Deploying")
@@ -179,7 +180,7 @@ class Controller:
                     raise MlkitError(f"spec.{section} class_names {list(names)} differ from the initial model's "
                                      f"{list(cfg.class_names)}")
             if params.get("input_shape"):
-                h, w = (int(v) for v in params["input_shape"].split(","))
+                h, w = parse_hw(params["input_shape"])
                 if (h, w) != (cfg.input_height, cfg.input_width):
                     raise MlkitError(f"spec.{section} input_shape {h},{w} differs from the initial model's "
                                      f"{cfg.input_height},{cfg.input_width} (height,width)")

@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mlkit.errors import MlkitError
 from mlkit.joint.spec import KeyValue, WorkerSpec, _scalar, _typed
+from mlkit.specfiles import parse_hw
 
 OPERATORS = (">", ">=", "=", "!=", "<", "<=")
 TRAIN_METRICS = ("num_of_samples",)
@@ -337,9 +338,13 @@ def _check(job: IncrementalLearningJob, where: str) -> None:
                          f"{list(VARIANTS)}, got {train['tflite_variant']!r}")
     for section, params in (("trainSpec", train), ("evalSpec", job.eval_parameters())):
         shape = params.get("input_shape")
-        if shape is not None and not re.fullmatch(r"\s*\d+\s*,\s*\d+\s*", shape):
+        if shape is None:
+            continue
+        try:
+            parse_hw(shape)
+        except ValueError:
             raise MlkitError(f"{where}: spec.{section}.workerSpec.parameters: input_shape must be "
-                             f"'height,width', got {shape!r}")
+                             f"'height,width', got {shape!r}") from None
     job.deploy_parameters()
     if job.mining_spec() is not None:
         from mlkit.mining import build_filter

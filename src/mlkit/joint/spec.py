@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlkit.errors import MlkitError
+from mlkit.specfiles import parse_hw
 
 # key -> (type, default, help)
 EDGE_PARAMETERS: dict[str, tuple[type, Any, str]] = {
@@ -166,7 +167,7 @@ def _typed(pairs: list[KeyValue], known: dict[str, tuple[type, Any, str]], where
         value = _scalar(kv.value) if typ not in (str, tuple) else str(kv.value)
         try:
             if typ is tuple:
-                value = _shape(value)
+                value = parse_hw(value)
             elif typ is bool:
                 if not isinstance(value, bool):
                     raise ValueError("expected true or false")
@@ -181,14 +182,6 @@ def _typed(pairs: list[KeyValue], known: dict[str, tuple[type, Any, str]], where
             raise MlkitError(f"{where}.workerSpec.parameters: {kv.key}={kv.value!r}: {exc}") from None
         out[kv.key] = value
     return out
-
-
-def _shape(text: str) -> tuple[int, int]:
-    """"352,448" -> (352, 448): a height and a width, as in the seed's input_shape."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError("expected HEIGHT,WIDTH as two positive integers, e.g. \"352,448\"")
-    return int(parts[0]), int(parts[1])
 
 
 def load_service(path: str | Path) -> JointInferenceService:
