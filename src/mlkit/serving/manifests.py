@@ -50,7 +50,7 @@ def _check_name(kind: str, name: str) -> None:
                          "letters, digits and '-', starting with a letter and ending with a letter or digit")
 
 
-def _check_common(storage_uri: str, image: str, threads: int, min_replicas: int) -> None:
+def _check_common(storage_uri: str, image: str, threads: int, min_replicas: int, instances: int = 1) -> None:
     if not storage_uri or "://" not in storage_uri:
         raise MlkitError(f"storage_uri {storage_uri!r} must be a URI KServe's storage-initializer can fetch, "
                          "e.g. s3://bucket/models/helmet, gs://..., pvc://claim/path, https://...")
@@ -58,6 +58,8 @@ def _check_common(storage_uri: str, image: str, threads: int, min_replicas: int)
         raise MlkitError("image is empty: pass the serving image reference, e.g. " + DEFAULT_IMAGE)
     if threads < 1 or min_replicas < 0:
         raise MlkitError(f"threads must be >= 1 and min_replicas >= 0, got {threads} and {min_replicas}")
+    if instances < 1:
+        raise MlkitError(f"instances must be >= 1, got {instances}")
 
 
 def _resources(cpu: str, memory: str):
@@ -103,9 +105,7 @@ def inference_service(name: str, storage_uri: str, image: str = DEFAULT_IMAGE, n
     from kubernetes.client import V1Container, V1EnvVar, V1ObjectMeta
 
     _check_name("InferenceService", name)
-    _check_common(storage_uri, image, threads, min_replicas)
-    if instances < 1:
-        raise MlkitError(f"instances must be >= 1, got {instances}")
+    _check_common(storage_uri, image, threads, min_replicas, instances)
     if deployment_mode not in DEPLOYMENT_MODES:
         raise MlkitError(f"deployment_mode must be one of {DEPLOYMENT_MODES}, got {deployment_mode!r}")
     if max_batch_size is not None and max_batch_size < 1:

@@ -89,7 +89,6 @@ class TFLiteModel(Model):
         self.max_batch_size = max_batch_size
         self.max_latency_ms = max_latency_ms
         self.runtime: Any = None  # the first instance: decoding, letterboxing and metadata use it
-        self.runtimes: list[Any] = []  # one interpreter per instance, each run by its own batcher thread
         self.batcher: DynamicBatcher | None = None
         self.load_error: str | None = None
         self.inflight = 0
@@ -125,9 +124,9 @@ class TFLiteModel(Model):
             self.ready = False
             log.error("cannot load model %s from %s: %s", self.label, self.model_dir, exc)
             return False
-        self.runtime, self.runtimes = runtimes[0], runtimes
+        self.runtime = runtimes[0]
         self.max_batch_size, self.max_latency_ms = max_bs, max_lat
-        runners = [functools.partial(self._run_batch, runtime=r) for r in runtimes]
+        runners = [functools.partial(self._run_batch, runtime=r) for r in runtimes]  # one batcher thread each
         self.batcher = DynamicBatcher(runners, model=self.name, max_batch_size=max_bs,
                                       max_latency_ms=max_lat, size=lambda job: job.n,
                                       arriving=lambda: self.preparing)
@@ -210,8 +209,7 @@ class TFLiteModel(Model):
     async def predict(self, payload: Job, headers: dict | None = None, response_headers: dict | None = None):
         return payload, await self.batcher.submit(payload)
 
-    def _run_batch(self, jobs: list[Job], runtime: Any = None) -> list:
-        runtime = runtime or self.runtime
+    def _run_batch(self, jobs: list[Job], runtime: Any) -> list:
         batch = jobs[0].batch if len(jobs) == 1 else np.concatenate([j.batch for j in jobs])
         raw = runtime.predict_batch(batch)
         out, start = [], 0

@@ -187,8 +187,7 @@ class TFLiteTensorModel(TFLiteModel):
         checked, n = self.check_arrays(arrays, f"model {self.name!r}")
         return await self.batcher.submit(TensorJob("v2", checked, n))
 
-    def _run_batch(self, jobs: list[TensorJob], runtime: Any = None) -> list:
-        runtime = runtime or self.runtime
+    def _run_batch(self, jobs: list[TensorJob], runtime: Any) -> list:
         if len(jobs) == 1:
             return [runtime.run(jobs[0].arrays)]
         merged = {io.name: np.concatenate([j.arrays[io.name] for j in jobs]) for io in runtime.inputs}
