@@ -18,6 +18,14 @@ import click
 from mlkit.clitools import friendly
 from mlkit.errors import MlkitError
 
+# the interpreter options, shared by the foreground server, detached servers and the manifests
+_THREADS = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Interpreter threads per model instance.")
+_INSTANCES = click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+                          help="Interpreters per model, running merged batches in parallel (Triton's instance "
+                               "count). More instances of fewer threads trade a lone request's latency for "
+                               "throughput under load.")
+
 
 @click.group("serve", invoke_without_command=True)
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -31,11 +39,8 @@ from mlkit.errors import MlkitError
               help="Merge concurrent requests up to this many images (1 = no batching).")
 @click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Longest wait to fill a batch.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Interpreter threads per model instance.")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Interpreters per model, running batches in parallel (Triton's instance count). "
-                   "More instances of fewer threads trade a lone request's latency for throughput under load.")
+@_THREADS
+@_INSTANCES
 @click.option("--max-payload-mb", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
               help="Largest request body; bigger ones get 400.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
@@ -80,10 +85,8 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Interpreter threads per model instance.")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Interpreters per model, running batches in parallel.")
+@_THREADS
+@_INSTANCES
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds to wait for the server to be ready.")
 @click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")
@@ -151,10 +154,8 @@ def _isvc_options(fn):
                      help="KServe batcher and server batching: most instances per batch."),
         click.option("--max-latency-ms", type=click.IntRange(min=0), default=None,
                      help="KServe batcher: longest wait to fill a batch."),
-        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Interpreter threads per model instance."),
-        click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Interpreters per model, running batches in parallel."),
+        _THREADS,
+        _INSTANCES,
         click.option("--cpu", default="1", show_default=True),
         click.option("--memory", default="1Gi", show_default=True),
         click.option("--min-replicas", type=click.IntRange(min=0), default=1, show_default=True),
