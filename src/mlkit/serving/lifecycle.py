@@ -21,7 +21,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -125,7 +124,7 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     (logged), so the caller must use the returned ``url``. A live server of the same name is an error
     unless ``replace=True`` (it is stopped first); a stale state (dead pid) is cleaned up.
     """
-    from mlkit.serving.server import free_port
+    from mlkit.serving.server import entrypoint_command, free_port
 
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
@@ -148,9 +147,8 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     folder = state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{name}.log"
-    cmd = [sys.executable, "-m", "mlkit.serving", "--model-dir", str(model_dir), "--host", host,
-           "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
-           "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances)]
+    cmd = entrypoint_command(host, http_port, grpc_port, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
+                             threads=threads, instances=instances) + ["--model-dir", str(model_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,

@@ -375,6 +375,14 @@ class BackgroundServer:
         self.stop()
 
 
+def entrypoint_command(host: str, http_port: int, grpc_port: int, *, max_batch_size: int, max_latency_ms: float,
+                       threads: int, instances: int) -> list[str]:
+    """``python -m mlkit.serving`` with the options every local launcher passes (add the model folder etc.)."""
+    return [sys.executable, "-m", "mlkit.serving", "--host", host, "--http-port", str(http_port),
+            "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
+            "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances)]
+
+
 def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
                             num_threads: int = 1, instances: int = 1, max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB,
                             poll_seconds: float = 2.0, timeout: float = 60.0,
@@ -391,11 +399,10 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
 
     http_port, grpc_port = http_port or free_port(), free_port()
     log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="mlkit-serve-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "mlkit.serving", "--host", "127.0.0.1",
-           "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
-           "--max-latency-ms", str(max_latency_ms), "--threads", str(num_threads), "--instances", str(instances),
-           "--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
-           "--response-delay-ms", str(response_delay_ms)]
+    cmd = entrypoint_command("127.0.0.1", http_port, grpc_port, max_batch_size=max_batch_size,
+                             max_latency_ms=max_latency_ms, threads=num_threads, instances=instances)
+    cmd += ["--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
+            "--response-delay-ms", str(response_delay_ms)]
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []
     cmd += ["--graph-config", str(graph_config)] if graph_config is not None else []
     cmd += ["--access-log"] if access_log else []
