@@ -198,6 +198,11 @@ async def load(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, conc
             "p99": percentile(ms, 99), "errors": errors}
 
 
+def other_client(name: str) -> str:
+    """The load generator the paired rounds compare with: aiohttp for httpx, httpx for aiohttp."""
+    return "aiohttp" if name == "httpx" else "httpx"
+
+
 def sequential(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, requests: int,
                client: str = "httpx") -> float:
     """p50 ms of back-to-back requests from a synchronous client, as perf_analyzer measures concurrency 1.
@@ -213,26 +218,35 @@ def sequential(url: str, bodies: list[tuple[dict, dict, bytes]], path: str, requ
     import httpx
 
     times = []
-    parts = urlsplit(url)
-    lean = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60) if client == "stdlib" else None
-    with httpx.Client(base_url=url, timeout=60.0) as hx:
+    if client == "stdlib":
+        parts = urlsplit(url)
+        lean = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+
+        def post(body, headers, raw):
+            content = json.dumps(body).encode() if body else raw
+            lean.request("POST", path, body=content,
+                         headers=headers if not body else {"content-type": "application/json"})
+            resp = lean.getresponse()
+            return resp.status, resp.read()
+
+        close = lean.close
+    else:
+        hx = httpx.Client(base_url=url, timeout=60.0)
+
+        def post(body, headers, raw):
+            r = hx.post(path, json=body) if body else hx.post(path, content=raw, headers=headers)
+            return r.status_code, r.content
+
+        close = hx.close
+    try:
         for i in range(requests):
-            body, headers, raw = bodies[i % len(bodies)]
             t = time.perf_counter()
-            if lean is not None:
-                content = json.dumps(body).encode() if body else raw
-                lean.request("POST", path, body=content,
-                             headers=headers if not body else {"content-type": "application/json"})
-                resp = lean.getresponse()
-                status, text = resp.status, resp.read()
-            else:
-                r = hx.post(path, json=body) if body else hx.post(path, content=raw, headers=headers)
-                status, text = r.status_code, r.content
+            status, text = post(*bodies[i % len(bodies)])
             times.append(time.perf_counter() - t)
             if status != 200:
                 raise SystemExit(f"sequential probe: {status} {text[:200]!r}")
-    if lean is not None:
-        lean.close()
+    finally:
+        close()
     return 1000 * statistics.median(times[requests // 10:])
 
 
@@ -342,8 +356,9 @@ def paired(repo: Path, name: str, model_path: Path, images: list[np.ndarray], pr
                                              )["throughput"]
             # the same batched server fed model-sized pixels: what the ratio is without JPEG decoding
             raw16 = asyncio.run(load(on.url, raw_bodies, raw.infer_path, 16, n, load_client))["throughput"]
-            other = "httpx" if load_client != "httpx" else "aiohttp"  # what the other client costs the cores
-            on16_other = asyncio.run(load(on.url, jpeg_bodies, jpeg.infer_path, 16, n, other))["throughput"]
+            # the same with the other load generator: what its own CPU costs the shared cores
+            on16_other = asyncio.run(load(on.url, jpeg_bodies, jpeg.infer_path, 16, n, other_client(load_client))
+                                     )["throughput"]
             seq_p50 = sequential(off.url, raw_bodies, raw.infer_path, 200)
             lean_p50 = sequential(off.url, raw_bodies, raw.infer_path, 200, client="stdlib")
             after = probe.rates(1.0)
@@ -396,7 +411,7 @@ def report(name: str, r: dict) -> None:
         vals = [x[key] for x in rounds]
         return f"{statistics.median(vals):{fmt}} [{min(vals):{fmt}} - {max(vals):{fmt}}]"
 
-    client, other = r["load_client"], "httpx" if r["load_client"] != "httpx" else "aiohttp"
+    client, other = r["load_client"], other_client(r["load_client"])
     print(f"  served (batching on, v2 binary, c=16) / bare invoke (best of b1, b8): {spread('served_over_bare')}"
           f"   (target >= 0.85 for big; {client} load generator)")
     print(f"  the same with an {other} load generator (its own CPU taken from the same cores): "
