@@ -207,16 +207,8 @@ def test_busy_cloud_keeps_the_edge_result(edge_model, frames, cloud_repo, tmp_pa
     assert stats["bytes_uploaded"] == sum(r.uploaded_bytes for r in results)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of each box in ``a`` [N,4] with each in ``b`` [M,4]."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 def test_frames_shrunk_for_upload_are_answered_in_captured_pixels(edge_model, frames, cloud_server, cloud_repo):
+    from mlkit.evaluation.matching import box_iou
     from mlkit.joint.worker import StillFrame
     from mlkit.models.predict import DetectorMeta
 
@@ -238,7 +230,7 @@ def test_frames_shrunk_for_upload_are_answered_in_captured_pixels(edge_model, fr
         sure = a.cloud.filter(0.3)
         total += len(sure)
         if len(sure) and len(b.cloud):
-            matched += int((_iou(sure.boxes, b.cloud.boxes).max(axis=1) > 0.7).sum())
+            matched += int((box_iou(sure.boxes, b.cloud.boxes).max(axis=1) > 0.7).sum())
     # same boxes in the same (captured) pixels, up to JPEG noise at the smaller size
     assert total > 0 and matched / total > 0.8, (matched, total)
 
