@@ -48,10 +48,11 @@ def edge_venv(tmp_path_factory) -> Path:
 def test_the_edge_venv_has_no_heavy_frameworks(edge_venv):
     py = edge_venv / "bin" / "python"
     code = ("import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m in "
-            "['tensorflow', 'kfp', 'kserve', 'keras', 'ai_edge_litert', 'cv2', 'httpx', 'numpy']}))")
+            "['tensorflow', 'kfp', 'kserve', 'keras', 'ai_edge_litert', 'cv2', 'httpx', 'aiohttp', 'numpy']}))")
     found = json.loads(_run([str(py), "-c", code]).stdout)
     assert found == {"tensorflow": False, "kfp": False, "kserve": False, "keras": False,
-                     "ai_edge_litert": True, "cv2": True, "httpx": True, "numpy": True}
+                     "ai_edge_litert": True, "cv2": True, "httpx": True, "aiohttp": True,
+                     "numpy": True}
     helped = _run([str(edge_venv / "bin" / "mlkit"), "joint", "run", "--help"])
     assert helped.returncode == 0 and "--config" in helped.stdout
 
