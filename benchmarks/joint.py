@@ -44,8 +44,24 @@ def frames(count: int, seed: int = 3):
     return out
 
 
+def helper_cpu_s() -> float:
+    """CPU seconds used so far by this process's threads other than the main one (the upload client's)."""
+    import contextlib
+    import threading
+
+    total = 0.0
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and t.ident is not None:
+            with contextlib.suppress(OSError):  # the thread ended meanwhile
+                total += time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+    return total
+
+
 def run(edge, hem, cloud, frames_) -> tuple[float, float, dict]:
-    """(edge-loop seconds, total seconds, stats): fresh capture times so latency is per run."""
+    """(edge-loop seconds, total seconds, stats): fresh capture times so latency is per run.
+
+    ``stats["helper_cpu_ms"]`` is the CPU the upload client's threads (JPEG encoding, HTTP) used meanwhile.
+    """
     import dataclasses
 
     from mlkit.joint.worker import JointWorker, WorkerConfig
@@ -59,11 +75,12 @@ def run(edge, hem, cloud, frames_) -> tuple[float, float, dict]:
             pulled.append(time.perf_counter())
 
     worker = JointWorker(edge, hem, cloud, WorkerConfig(report_every_s=0))
+    cpu0 = helper_cpu_s()
     t0 = time.perf_counter()
     n = sum(1 for _ in worker.run(stream()))
     total = time.perf_counter() - t0
     assert n == len(fs)
-    return pulled[-1] - t0, total, worker.stats.snapshot()
+    return pulled[-1] - t0, total, {**worker.stats.snapshot(), "helper_cpu_ms": (helper_cpu_s() - cpu0) * 1000}
 
 
 def tuned_spec(method: str, report: Path) -> tuple[dict, str]:
@@ -91,7 +108,8 @@ def main() -> None:
                    help="mlkit joint evaluate's report: filters run at its chosen thresholds.")
     p.add_argument("--slowdown", type=float, default=10.0, help="Cloud round trip / edge per-frame time.")
     p.add_argument("--max-in-flight", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=3, help="edge-only / joint pairs per filter and upload mode")
+    p.add_argument("--rounds", type=int, default=9,
+                   help="edge-only / joint pairs per filter and upload mode (one pair varies by +-20%% on this host)")
     p.add_argument("--threads", type=int, default=1, help="Edge interpreter threads.")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")
     args = p.parse_args()
@@ -140,7 +158,7 @@ def main() -> None:
                     config = CloudConfig(server.url, "big", timeout_s=max(2.0, 20 * delay_ms / 1000),
                                          max_in_flight=args.max_in_flight, score_threshold=0.05,
                                          upload_max_hw=shape)
-                    loop_ratios, total_ratios, fps = [], [], []
+                    loop_ratios, total_ratios, fps, per_upload = [], [], [], []
                     with CloudClient(config) as cloud:
                         run(edge, hem, cloud, fs[:20])  # warm the connections and the server
                         for _ in range(args.rounds):  # edge-only next to each joint run: the host drifts
@@ -149,6 +167,10 @@ def main() -> None:
                             loop_ratios.append(alone / loop)
                             total_ratios.append(alone / total)
                             fps.append(len(fs) / loop)
+                            sent = stats["hard_frames"] - stats["fallback_reasons"].get("busy", 0)
+                            if sent:
+                                per_upload.append(stats["helper_cpu_ms"] / sent)
+                    stats["helper_cpu_per_upload_ms"] = statistics.median(per_upload) if per_upload else None
                     rows.append((f"{method}, {upload} upload", how, fps, loop_ratios, total_ratios, stats))
         finally:
             server.stop()
@@ -169,7 +191,8 @@ def main() -> None:
     for method, how, _, _, _, stats in rows:
         print(f"{method} [{how}]: cloud answers {stats['cloud_results']}, fallbacks "
               f"{stats['fallback_reasons'] or 'none'}, round trip p50/p95 {stats['cloud_ms']['p50']}/"
-              f"{stats['cloud_ms']['p95']} ms, bytes per upload {stats['bytes_per_upload']}")
+              f"{stats['cloud_ms']['p95']} ms, bytes per upload {stats['bytes_per_upload']}, edge CPU per upload "
+              f"outside the edge loop (encode + HTTP threads, median) {stats['helper_cpu_per_upload_ms'] or 0:.2f} ms")
 
 
 if __name__ == "__main__":

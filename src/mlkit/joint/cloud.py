@@ -88,9 +88,9 @@ def _done(outcome: CloudOutcome) -> concurrent.futures.Future:
 class CloudClient:
     """An asyncio loop in a daemon thread that owns an ``aiohttp.ClientSession``; use as a context manager.
 
-    aiohttp rather than httpx here: its C-accelerated HTTP parser costs the edge's CPU about 1 ms per upload
-    where httpx costs 3 ms (measured against the same server). On a small edge box that CPU comes straight out
-    of the frame rate (benchmarks/joint.py).
+    aiohttp rather than httpx here: it costs the edge's CPU 0.8-1.1 ms per upload where httpx costs 3 ms
+    (measured against the same server). On a small edge box that CPU comes straight out of the frame rate
+    (benchmarks/joint.py).
     """
 
     def __init__(self, config: CloudConfig) -> None:
