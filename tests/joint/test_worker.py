@@ -242,3 +242,18 @@ def test_upload_shape_is_checked():
 
     with pytest.raises(MlkitError, match="two positive integers"):
         CloudConfig("http://127.0.0.1:1", "big", upload_max_hw=(0, 448))
+
+
+def test_the_cloud_call_goes_through_the_proxy_the_environment_names(frames, cloud_server, monkeypatch):
+    # A proxy port where nothing listens: honoured, it turns every call into a connection fallback.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    config = CloudConfig(cloud_server.url, "big", timeout_s=10)
+    with CloudClient(config) as cloud:
+        outcome = cloud.submit(frames[0].image).result(timeout=30)
+    assert outcome.fallback == "connection", outcome
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # and bypassed where NO_PROXY says
+    with CloudClient(config) as cloud:
+        outcome = cloud.submit(frames[0].image).result(timeout=30)
+    assert outcome.fallback is None and outcome.detections is not None, outcome

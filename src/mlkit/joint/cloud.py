@@ -79,6 +79,20 @@ def _unscale(det: Detections, shrunk: tuple[int, int], captured: tuple[int, int]
     return Detections(boxes, det.scores, det.labels)
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy that HTTP_PROXY / HTTPS_PROXY / NO_PROXY (any case) name for ``url``, as httpx and curl use them.
+
+    Read once: aiohttp only reads them when asked, and then on every request.
+    """
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 def _done(outcome: CloudOutcome) -> concurrent.futures.Future:
     f: concurrent.futures.Future = concurrent.futures.Future()
     f.set_result(outcome)
@@ -100,6 +114,7 @@ class CloudClient:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._http = None
+        self._proxy = env_proxy(config.endpoint)
         self._closed = False
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
@@ -173,7 +188,7 @@ class CloudClient:
             return (time.perf_counter() - t0) * 1000
 
         try:
-            async with self._http.post(path, **kw) as r:
+            async with self._http.post(path, proxy=self._proxy, **kw) as r:
                 status, body = r.status, await r.read()
         except TimeoutError:  # the session's total timeout covers connecting, sending and reading
             return CloudOutcome(None, "timeout", ms(), f"no answer within {self.config.timeout_s:g}s", nbytes)
