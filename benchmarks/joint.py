@@ -13,7 +13,9 @@ measured pinned the same way. The edge's own upload work (JPEG encoding, HTTP) s
     python benchmarks/joint.py --filters IBT,Uncertainty --frames 600
 
 Each filter runs twice: uploading frames as captured, and shrunk to the cloud model's input size
-(``upload_max_shape``), which the cloud resizes to anyway.
+(``upload_max_shape``), which the cloud resizes to anyway. A control row sends the first filter's model-sized
+uploads to a second cloud without the added delay: if the edge never waits for the cloud, its frame rate does not
+depend on the cloud's latency, and what it loses is the upload work itself.
 
 A filter runs at the threshold the joint evaluation tuned (``--tuned``, the report of ``mlkit joint evaluate``)
 when that report has it, else at its defaults. Printed: edge-only frames/s, joint frames/s of the edge loop and
@@ -112,6 +114,9 @@ def main() -> None:
                    help="edge-only / joint pairs per filter and upload mode (one pair varies by +-20%% on this host)")
     p.add_argument("--threads", type=int, default=1, help="Edge interpreter threads.")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")
+    p.add_argument("--no-control", dest="control", action="store_false",
+                   help="Skip the control row: the first filter's model-sized uploads to a second cloud without the "
+                        "added delay (if the edge never waits, its frame rate does not depend on the delay).")
     args = p.parse_args()
 
     pin = not args.no_pin and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
@@ -140,40 +145,52 @@ def main() -> None:
     print(f"edge only: {edge_fps:.1f} frames/s ({per_frame_ms:.1f} ms per frame, inference p50 "
           f"{edge_stats['edge_ms']['p50']} ms); cloud delay set to {delay_ms:.0f} ms ({args.slowdown:g}x); {where}")
 
+    def pairs(hem, url: str, shape, timeout_s: float) -> tuple[list, list, list, dict]:
+        """``args.rounds`` edge-only / joint pairs against the server at ``url``."""
+        config = CloudConfig(url, "big", timeout_s=timeout_s, max_in_flight=args.max_in_flight, score_threshold=0.05,
+                             upload_max_hw=shape)
+        loop_ratios, total_ratios, fps, per_upload = [], [], [], []
+        with CloudClient(config) as cloud:
+            run(edge, hem, cloud, fs[:20])  # warm the connections and the server
+            for _ in range(args.rounds):  # edge-only next to each joint run: the host drifts
+                alone, _, _ = run(edge, edge_only, None, fs)
+                loop, total, stats = run(edge, hem, cloud, fs)
+                loop_ratios.append(alone / loop)
+                total_ratios.append(alone / total)
+                fps.append(len(fs) / loop)
+                sent = stats["hard_frames"] - stats["fallback_reasons"].get("busy", 0)
+                if sent:
+                    per_upload.append(stats["helper_cpu_ms"] / sent)
+        stats["helper_cpu_per_upload_ms"] = statistics.median(per_upload) if per_upload else None
+        return fps, loop_ratios, total_ratios, stats
+
     rows = []
     with tempfile.TemporaryDirectory(prefix="mlkit-bench-joint-") as tmp:
         repo = Path(tmp) / "repo" / "big" / "1"
         repo.mkdir(parents=True)
         for name in ("model.tflite", "metadata.json"):
             shutil.copy2(cloud_src / name, repo / name)
-        server = start_background_server(Path(tmp) / "repo", response_delay_ms=delay_ms, num_threads=1,
-                                         log_path=Path(tmp) / "server.log", cpus={cloud_cpu} if pin else None)
+        cpus = {cloud_cpu} if pin else None
+        servers = [start_background_server(Path(tmp) / "repo", response_delay_ms=delay_ms, num_threads=1,
+                                           log_path=Path(tmp) / "server.log", cpus=cpus)]
+        if args.control:
+            servers.append(start_background_server(Path(tmp) / "repo", num_threads=1,
+                                                   log_path=Path(tmp) / "server-fast.log", cpus=cpus))
         try:
             cloud_meta = DetectorMeta.load(cloud_src / "metadata.json")
             uploads = {"captured": None, "model-sized": (cloud_meta.input_height, cloud_meta.input_width)}
-            for method in [m.strip() for m in args.filters.split(",") if m.strip()]:
+            timeout_s = max(2.0, 20 * delay_ms / 1000)
+            for i, method in enumerate(m.strip() for m in args.filters.split(",") if m.strip()):
                 spec, how = tuned_spec(method, args.tuned)
                 hem = build_filter(spec)
                 for upload, shape in uploads.items():
-                    config = CloudConfig(server.url, "big", timeout_s=max(2.0, 20 * delay_ms / 1000),
-                                         max_in_flight=args.max_in_flight, score_threshold=0.05,
-                                         upload_max_hw=shape)
-                    loop_ratios, total_ratios, fps, per_upload = [], [], [], []
-                    with CloudClient(config) as cloud:
-                        run(edge, hem, cloud, fs[:20])  # warm the connections and the server
-                        for _ in range(args.rounds):  # edge-only next to each joint run: the host drifts
-                            alone, _, _ = run(edge, edge_only, None, fs)
-                            loop, total, stats = run(edge, hem, cloud, fs)
-                            loop_ratios.append(alone / loop)
-                            total_ratios.append(alone / total)
-                            fps.append(len(fs) / loop)
-                            sent = stats["hard_frames"] - stats["fallback_reasons"].get("busy", 0)
-                            if sent:
-                                per_upload.append(stats["helper_cpu_ms"] / sent)
-                    stats["helper_cpu_per_upload_ms"] = statistics.median(per_upload) if per_upload else None
-                    rows.append((f"{method}, {upload} upload", how, fps, loop_ratios, total_ratios, stats))
+                    rows.append((f"{method}, {upload} upload", how, *pairs(hem, servers[0].url, shape, timeout_s)))
+                if args.control and i == 0:  # the same uploads without the added delay: does latency cost frames?
+                    rows.append((f"{method}, model-sized, cloud not delayed", how,
+                                 *pairs(hem, servers[1].url, uploads["model-sized"], timeout_s)))
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
     print()
     med = statistics.median
     print(f"{'mode':<52}{'frames/s':>10}{'vs edge-only, median [range]':>32}{'uploads':>9}")
