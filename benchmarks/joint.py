@@ -186,21 +186,21 @@ def main() -> None:
                 for upload, shape in uploads.items():
                     rows.append((f"{method}, {upload} upload", how, *pairs(hem, servers[0].url, shape, timeout_s)))
                 if args.control and i == 0:  # the same uploads without the added delay: does latency cost frames?
-                    rows.append((f"{method}, model-sized, cloud not delayed", how,
+                    rows.append((f"{method}, model-sized upload, no added delay", how,
                                  *pairs(hem, servers[1].url, uploads["model-sized"], timeout_s)))
         finally:
             for server in servers:
                 server.stop()
     print()
     med = statistics.median
-    print(f"{'mode':<52}{'frames/s':>10}{'vs edge-only, median [range]':>32}{'uploads':>9}")
-    print(f"{'edge only':<52}{edge_fps:>10.1f}{'1.00':>32}{0.0:>9.2f}")
+    print(f"{'mode':<68}{'frames/s':>10}{'vs edge-only, median [range]':>32}{'uploads':>9}")
+    print(f"{'edge only':<68}{edge_fps:>10.1f}{'1.00':>32}{0.0:>9.2f}")
     for method, _how, fps, loop_r, total_r, stats in rows:
         span = f"{med(loop_r):.2f} [{min(loop_r):.2f}-{max(loop_r):.2f}]"
-        print(f"{method + ', edge loop':<52}{med(fps):>10.1f}{span:>32}{stats['upload_ratio']:>9.2f}"
+        print(f"{method + ', edge loop':<68}{med(fps):>10.1f}{span:>32}{stats['upload_ratio']:>9.2f}"
               "   (target >= 0.90)")
         span = f"{med(total_r):.2f} [{min(total_r):.2f}-{max(total_r):.2f}]"
-        print(f"{method + ', incl. final cloud drain':<52}{'':>10}{span:>32}")
+        print(f"{method + ', incl. final cloud drain':<68}{'':>10}{span:>32}")
     print(f"({args.rounds} rounds; each joint run is compared with an edge-only run of the same frames just before it)")
     print()
     cloud_name = cloud_src.relative_to(ROOT) if cloud_src.is_relative_to(ROOT) else cloud_src
