@@ -175,7 +175,7 @@ def main() -> None:
                                            log_path=Path(tmp) / "server.log", cpus=cpus)]
         if args.control:
             servers.append(start_background_server(Path(tmp) / "repo", num_threads=1,
-                                                   log_path=Path(tmp) / "server-fast.log", cpus=cpus))
+                                                   log_path=Path(tmp) / "server-undelayed.log", cpus=cpus))
         try:
             cloud_meta = DetectorMeta.load(cloud_src / "metadata.json")
             uploads = {"captured": None, "model-sized": (cloud_meta.input_height, cloud_meta.input_width)}
