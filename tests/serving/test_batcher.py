@@ -85,6 +85,45 @@ def test_a_lone_request_does_not_wait_when_nobody_else_is_arriving():
     assert batches == [[["alone"]], [["first"], ["second"]]]
 
 
+def test_inline_runs_a_lone_request_on_the_loop_thread_and_only_when_nothing_else_is_queued_or_arriving():
+    threads = []
+    arriving = [0]
+    release = threading.Event()
+
+    def run(payloads):
+        threads.append(threading.current_thread().name)
+        if payloads == [["slow"]]:
+            release.wait(5)
+        return [ValueError("bad") if p == ["bad"] else p for p in payloads]
+
+    async def go():
+        b = DynamicBatcher(run, model="unit-inline", max_batch_size=8, max_latency_ms=50,
+                           arriving=lambda: arriving[0])
+        assert await b.submit(["a"], inline=True) == ["a"]  # idle: on this thread
+        with pytest.raises(ValueError):
+            await b.submit(["bad"], inline=True)  # an error reaches its caller inline too
+        assert await b.submit(["b"]) == ["b"]  # not asked: the worker thread
+        arriving[0] = 1
+        c = asyncio.ensure_future(b.submit(["c"], inline=True))  # someone is arriving: queued, waits for them
+        await asyncio.sleep(0)
+        arriving[0] = 0
+        assert await c == ["c"]
+        slow = asyncio.ensure_future(b.submit(["slow"]))  # a batch is running: the next one must queue
+        while len(threads) < 5:  # the slow batch has started on the worker thread
+            await asyncio.sleep(0.01)
+        d = asyncio.ensure_future(b.submit(["d"], inline=True))
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await slow == ["slow"] and await d == ["d"]
+        await b.close()
+        return b.batches
+
+    main = threading.current_thread().name
+    assert asyncio.run(go()) == 6
+    assert threads[:2] == [main, main]
+    assert all(t != main for t in threads[2:]), threads
+
+
 def test_close_while_a_batch_is_being_collected_still_answers_it():
     # The request has left the queue but not reached an instance yet: close() must wait for it, not cancel it.
     async def go():

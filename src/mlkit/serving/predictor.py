@@ -76,6 +76,7 @@ class TFLiteModel(Model):
     """Common part of the TFLite predictors: load, batching, payload decoding, in-flight counting."""
 
     task = "?"
+    requests_in_process = 0  # requests inside any TFLiteModel in this server process (all models, versions)
 
     def __init__(self, name: str, model_dir: str | Path, *, version: int | None = None, num_threads: int = 1,
                  max_batch_size: int = 1, max_latency_ms: float = 5.0, instances: int = 1) -> None:
@@ -158,10 +159,17 @@ class TFLiteModel(Model):
 
     async def __call__(self, body, headers=None, verb=InferenceVerb.PREDICT):  # counts requests for hot swaps
         self.inflight += 1
+        TFLiteModel.requests_in_process += 1
         try:
             return await super().__call__(body, headers, verb)
         finally:
             self.inflight -= 1
+            TFLiteModel.requests_in_process -= 1
+
+    @property
+    def alone(self) -> bool:
+        """True when the request being served is the only one in this process: it may run inline."""
+        return TFLiteModel.requests_in_process == 1
 
     # --- request path ----------------------------------------------------------------------------
     def _job(self, payload: Any) -> Job:
@@ -207,7 +215,7 @@ class TFLiteModel(Model):
             self.preparing -= 1
 
     async def predict(self, payload: Job, headers: dict | None = None, response_headers: dict | None = None):
-        return payload, await self.batcher.submit(payload)
+        return payload, await self.batcher.submit(payload, inline=self.alone)
 
     def _run_batch(self, jobs: list[Job], runtime: Any) -> list:
         batch = jobs[0].batch if len(jobs) == 1 else np.concatenate([j.batch for j in jobs])

@@ -199,7 +199,7 @@ class TFLiteTensorModel(TFLiteModel):
         return out
 
     async def predict(self, payload: TensorJob, headers: dict | None = None, response_headers: dict | None = None):
-        return payload, await self.batcher.submit(payload)
+        return payload, await self.batcher.submit(payload, inline=self.alone)
 
     async def postprocess(self, result: Any, headers: dict | None = None, response_headers: dict | None = None):
         job, outputs = result
