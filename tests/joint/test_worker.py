@@ -257,3 +257,65 @@ def test_the_cloud_call_goes_through_the_proxy_the_environment_names(frames, clo
     with CloudClient(config) as cloud:
         outcome = cloud.submit(frames[0].image).result(timeout=30)
     assert outcome.fallback is None and outcome.detections is not None, outcome
+
+
+def _server_batches(url: str) -> float:
+    """How many batches the server's model has run (its mlkit_batch_size histogram count)."""
+    import re
+
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    match = re.search(r'^mlkit_batch_size_count\{model="big"\} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_batched_uploads_share_requests_and_give_each_frame_its_own_answer(edge_model, frames, cloud_server):
+    # The server runs batching off, so each request is one batch there: its count is the number of requests.
+    answers = {}
+    for protocol in ("v2", "v1"):
+        for batch in (1, 4):
+            before = _server_batches(cloud_server.url)
+            config = CloudConfig(cloud_server.url, "big", protocol=protocol, timeout_s=60, score_threshold=0.05,
+                                 max_in_flight=len(frames), upload_batch=batch, upload_wait_ms=1000)
+            with CloudClient(config) as cloud:
+                results, stats = run(edge_model, frames, cloud)
+            assert stats["fallbacks"] == 0 and stats["cloud_results"] == len(frames)
+            requests = _server_batches(cloud_server.url) - before
+            assert requests == (len(frames) if batch == 1 else -(-len(frames) // 4)), (protocol, batch, requests)
+            answers[protocol, batch] = results
+    for protocol in ("v2", "v1"):
+        for one, merged in zip(answers[protocol, 1], answers[protocol, 4], strict=True):
+            assert len(one.cloud) == len(merged.cloud)  # the same frame's answer, not a neighbour's
+            np.testing.assert_allclose(one.cloud.boxes, merged.cloud.boxes, atol=1.0)
+            np.testing.assert_allclose(one.cloud.scores, merged.cloud.scores, atol=0.02)
+
+
+def test_a_failed_batched_request_falls_back_for_every_frame_in_it(edge_model, frames, server_500, tmp_path):
+    config = CloudConfig(server_500, "big", timeout_s=30, max_in_flight=len(frames), upload_batch=3,
+                         upload_wait_ms=1000)
+    with CloudClient(config) as cloud:
+        results, stats = run(edge_model, frames, cloud, tmp_path)
+    assert [r.fallback for r in results] == ["http_5xx"] * len(frames)
+    assert stats["fallback_reasons"] == {"http_5xx": len(frames)}
+    check_outputs(tmp_path, len(frames), len(frames))
+
+
+def test_closing_sends_the_frames_still_gathering(frames, cloud_server):
+    config = CloudConfig(cloud_server.url, "big", timeout_s=60, upload_batch=8, upload_wait_ms=1000)
+    cloud = CloudClient(config)
+    futures = [cloud.submit(f.image) for f in frames[:2]]
+    cloud.close()  # long before the 1 s wait is over
+    outcomes = [f.result(timeout=0) for f in futures]
+    assert all(o.fallback is None and o.detections is not None for o in outcomes), outcomes
+
+
+def test_upload_batching_is_checked():
+    import pytest
+
+    from mlkit.errors import MlkitError
+
+    with pytest.raises(MlkitError, match="upload_batch must be >= 1"):
+        CloudConfig("http://127.0.0.1:1", "big", upload_batch=0)
+    with pytest.raises(MlkitError, match="upload_wait_ms must be between 0 and 1000"):
+        CloudConfig("http://127.0.0.1:1", "big", upload_batch=4, upload_wait_ms=5000)

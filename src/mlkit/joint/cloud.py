@@ -3,8 +3,13 @@
 ``CloudClient.submit(jpeg)`` returns at once with a ``concurrent.futures.Future`` that always resolves
 to a ``CloudOutcome``: detections, or the reason the edge result must stand (``timeout``,
 ``connection``, ``http_5xx``, ``http_4xx``, ``bad_response``, or ``busy`` when ``max_in_flight``
-calls are already out). Nothing raises into the edge loop, and a cloud that comes back is used
+frames are already out). Nothing raises into the edge loop, and a cloud that comes back is used
 again from the next call on: every call is independent.
+
+With ``upload_batch`` > 1, hard frames that arrive within ``upload_wait_ms`` of the first share one
+request (a v2 BYTES tensor of N JPEGs, or N v1 instances). Each request costs the edge about 0.85 ms of
+CPU however many frames it carries, so merging them buys frame rate for a later cloud answer. The
+request's outcome (answer, timeout, error) applies to every frame in it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class CloudConfig:
     # (height, width): frames larger than this are shrunk to fit (aspect kept) before upload. The cloud
     # model's input size is the natural choice: the server letterboxes to it anyway.
     upload_max_hw: tuple[int, int] | None = None
+    upload_batch: int = 1  # hard frames per request (1: each frame is sent at once)
+    upload_wait_ms: float = 50.0  # with upload_batch > 1: how long the first frame waits for others
 
     def __post_init__(self) -> None:
         if not self.endpoint.startswith(("http://", "https://")):
@@ -44,6 +51,10 @@ class CloudConfig:
             raise MlkitError(f"cloud timeout must be > 0 seconds, got {self.timeout_s}")
         if self.max_in_flight < 1:
             raise MlkitError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+        if self.upload_batch < 1:
+            raise MlkitError(f"upload_batch must be >= 1, got {self.upload_batch}")
+        if not 0 <= self.upload_wait_ms <= 1000:
+            raise MlkitError(f"upload_wait_ms must be between 0 and 1000, got {self.upload_wait_ms}")
         if self.upload_max_hw is not None and (len(self.upload_max_hw) != 2 or min(self.upload_max_hw) < 1):
             raise MlkitError(f"upload size must be two positive integers (height, width), got {self.upload_max_hw}")
 
@@ -93,6 +104,15 @@ def env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Reply:
+    """What one request brought back for one of its frames."""
+
+    detections: Detections | None
+    fallback: str | None = None
+    detail: str = ""
+
+
 def _done(outcome: CloudOutcome) -> concurrent.futures.Future:
     f: concurrent.futures.Future = concurrent.futures.Future()
     f.set_result(outcome)
@@ -116,6 +136,10 @@ class CloudClient:
         self._http = None
         self._proxy = env_proxy(config.endpoint)
         self._closed = False
+        self._waiting: list[tuple[bytes, asyncio.Future]] = []  # frames gathering into one request
+        self._timer: asyncio.TimerHandle | None = None
+        self._posts: set[asyncio.Task] = set()
+        self._calls: set[asyncio.Task] = set()  # submitted frames not yet answered (close waits for them)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
 
@@ -149,31 +173,87 @@ class CloudClient:
         with self._lock:
             self._in_flight -= 1
 
-    def _request(self, jpeg: bytes) -> tuple[str, dict]:
+    def _request(self, jpegs: list[bytes]) -> tuple[str, dict]:
         c = self.config
         params = {} if c.score_threshold is None else {"score_threshold": c.score_threshold}
         if c.protocol == "v1":
-            body = {"instances": [{"b64": base64.b64encode(jpeg).decode()}]}
+            body = {"instances": [{"b64": base64.b64encode(j).decode()} for j in jpegs]}
             if params:
                 body["parameters"] = params
             return f"v1/models/{c.model}:predict", {"json": body}
         from mlkit.client.v2codec import binary_request
 
-        headers, content = binary_request([jpeg], params)
+        headers, content = binary_request(jpegs, params)
         return f"v2/models/{c.model}/infer", {"data": content, "headers": headers}
 
-    def _parse(self, data: dict) -> Detections:
+    def _parse(self, data: dict, n: int) -> list[Detections]:
         if self.config.protocol == "v1":
-            (pred,) = data["predictions"]
-            return Detections.from_list(pred)
-        from mlkit.client.v2codec import v2_detections
+            dets = [Detections.from_list(pred) for pred in data["predictions"]]
+        else:
+            from mlkit.client.v2codec import v2_detections
 
-        (det,) = v2_detections(data)
-        return det
+            dets = v2_detections(data)
+        if len(dets) != n:
+            raise MlkitError(f"{len(dets)} predictions for {n} images")
+        return dets
 
-    async def _call(self, frame, jpeg_quality: int) -> CloudOutcome:
+    async def _post(self, jpegs: list[bytes]) -> list[_Reply]:
+        """One request for ``jpegs``: a reply per frame, never an exception."""
         import aiohttp
 
+        path, kw = self._request(jpegs)
+        try:
+            async with self._http.post(path, proxy=self._proxy, **kw) as r:
+                status, body = r.status, await r.read()
+        except TimeoutError:  # the session's total timeout covers connecting, sending and reading
+            return [_Reply(None, "timeout", f"no answer within {self.config.timeout_s:g}s")] * len(jpegs)
+        except aiohttp.ClientError as exc:
+            return [_Reply(None, "connection", f"{type(exc).__name__}: {exc}")] * len(jpegs)
+        if status >= 400:
+            text = body[:200].decode(errors="replace")
+            return [_Reply(None, "http_5xx" if status >= 500 else "http_4xx", f"{status}: {text}")] * len(jpegs)
+        try:
+            return [_Reply(d) for d in self._parse(json.loads(body), len(jpegs))]
+        except (ValueError, KeyError, TypeError, MlkitError) as exc:
+            return [_Reply(None, "bad_response", str(exc)[:200])] * len(jpegs)
+
+    async def _send(self, jpeg: bytes) -> _Reply:
+        if self.config.upload_batch == 1:
+            return (await self._post([jpeg]))[0]
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting.append((jpeg, fut))
+        if len(self._waiting) >= self.config.upload_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.config.upload_wait_ms / 1000, self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        """Send the frames gathered so far as one request."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, self._waiting = self._waiting, []
+        if items:
+            task = asyncio.get_running_loop().create_task(self._post_gathered(items))
+            self._posts.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._posts.discard)
+
+    async def _post_gathered(self, items: list[tuple[bytes, asyncio.Future]]) -> None:
+        replies = await self._post([jpeg for jpeg, _ in items])
+        for (_, fut), reply in zip(items, replies, strict=True):
+            if not fut.done():
+                fut.set_result(reply)
+
+    async def _call(self, frame, jpeg_quality: int) -> CloudOutcome:
+        task = asyncio.current_task()
+        self._calls.add(task)
+        try:
+            return await self._answer(frame, jpeg_quality)
+        finally:
+            self._calls.discard(task)
+
+    async def _answer(self, frame, jpeg_quality: int) -> CloudOutcome:
         t0 = time.perf_counter()
         captured = sent = None  # (width, height) of the frame and of what was sent
         if isinstance(frame, bytes | bytearray):
@@ -181,29 +261,13 @@ class CloudClient:
         else:  # cv2 releases the GIL: shrinking and encoding in a worker thread keeps them off the edge loop
             captured = frame.shape[1], frame.shape[0]
             jpeg, sent = await asyncio.get_running_loop().run_in_executor(None, self._encode, frame, jpeg_quality)
-        path, kw = self._request(jpeg)
-        nbytes = len(jpeg)
-
-        def ms() -> float:
-            return (time.perf_counter() - t0) * 1000
-
-        try:
-            async with self._http.post(path, proxy=self._proxy, **kw) as r:
-                status, body = r.status, await r.read()
-        except TimeoutError:  # the session's total timeout covers connecting, sending and reading
-            return CloudOutcome(None, "timeout", ms(), f"no answer within {self.config.timeout_s:g}s", nbytes)
-        except aiohttp.ClientError as exc:
-            return CloudOutcome(None, "connection", ms(), f"{type(exc).__name__}: {exc}")  # nothing delivered
-        if status >= 400:
-            text = body[:200].decode(errors="replace")
-            return CloudOutcome(None, "http_5xx" if status >= 500 else "http_4xx", ms(), f"{status}: {text}", nbytes)
-        try:
-            det = self._parse(json.loads(body))
-        except (ValueError, KeyError, TypeError, MlkitError) as exc:
-            return CloudOutcome(None, "bad_response", ms(), str(exc)[:200], nbytes)
-        if sent != captured:
-            det = _unscale(det, sent, captured)
-        return CloudOutcome(det, None, ms(), "", nbytes)
+        reply = await self._send(jpeg)
+        ms = (time.perf_counter() - t0) * 1000
+        if reply.detections is None:
+            nbytes = 0 if reply.fallback == "connection" else len(jpeg)  # a refused connection delivered nothing
+            return CloudOutcome(None, reply.fallback, ms, reply.detail, nbytes)
+        det = reply.detections if sent == captured else _unscale(reply.detections, sent, captured)
+        return CloudOutcome(det, None, ms, "", len(jpeg))
 
     def _encode(self, frame, jpeg_quality: int) -> tuple[bytes, tuple[int, int]]:
         """(JPEG, (width, height) sent)."""
@@ -213,12 +277,20 @@ class CloudClient:
             frame = shrink_to_fit(frame, *self.config.upload_max_hw)
         return encode_jpeg(frame, jpeg_quality), (frame.shape[1], frame.shape[0])
 
+    async def _shutdown(self) -> None:
+        """Answer every submitted frame (each call is bounded by the timeout), then close the session."""
+        while self._calls:
+            self._flush()  # frames gathering for a request go now; frames still encoding join the next turn
+            await asyncio.wait(set(self._calls), timeout=0.05)
+        await self._http.close()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._http is not None:
-            asyncio.run_coroutine_threadsafe(self._http.close(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(
+                timeout=self.config.timeout_s + self.config.upload_wait_ms / 1000 + 10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

@@ -57,6 +57,8 @@ def run_service(service: JointInferenceService, *, echo: Callable[[str], None] =
                                         protocol=cloud_p["protocol"], timeout_s=cloud_p["timeout_ms"] / 1000,
                                         max_in_flight=cloud_p["max_in_flight"],
                                         upload_max_hw=cloud_p["upload_max_shape"],
+                                        upload_batch=cloud_p["upload_batch"],
+                                        upload_wait_ms=cloud_p["upload_wait_ms"],
                                         score_threshold=edge_p["score_threshold"]))
     config = WorkerConfig(score_threshold=edge_p["score_threshold"], jpeg_quality=edge_p["jpeg_quality"],
                           report_every_s=edge_p["report_seconds"])

@@ -66,6 +66,9 @@ CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "upload_max_shape": (tuple, None, "HEIGHT,WIDTH: shrink hard frames to fit before upload (aspect kept); the "
                                       "cloud model's input size is the natural value, since it resizes to it "
                                       "anyway (fewer bytes and less edge CPU)"),
+    "upload_batch": (int, 1, "hard frames per request: above 1, frames arriving within upload_wait_ms share one "
+                             "request (less edge CPU per frame, later cloud answers)"),
+    "upload_wait_ms": (float, 50.0, "with upload_batch > 1: how long the first hard frame waits for others"),
 }
 
 
