@@ -12,10 +12,11 @@ measured pinned the same way. The edge's own upload work (JPEG encoding, HTTP) s
     python benchmarks/joint.py                       # CloudOnly (every frame) and the tuned Uncertainty filter
     python benchmarks/joint.py --filters IBT,Uncertainty --frames 600
 
-Each filter runs twice: uploading frames as captured, and shrunk to the cloud model's input size
-(``upload_max_shape``), which the cloud resizes to anyway. A control row sends the first filter's model-sized
-uploads to a second cloud without the added delay: if the edge never waits for the cloud, its frame rate does not
-depend on the cloud's latency, and what it loses is the upload work itself.
+Each filter runs three times: uploading frames as captured; shrunk to the cloud model's input size
+(``upload_max_shape``), which the cloud resizes to anyway; and shrunk and merged, up to ``--upload-batch`` frames
+per request within ``--upload-wait-ms`` (``upload_batch``; ``--upload-batch 1`` skips that row). A control row
+sends the first filter's model-sized uploads to a second cloud without the added delay: if the edge never waits for
+the cloud, its frame rate does not depend on the cloud's latency, and what it loses is the upload work itself.
 
 A filter runs at the threshold the joint evaluation tuned (``--tuned``, the report of ``mlkit joint evaluate``)
 when that report has it, else at its defaults. Printed: edge-only frames/s, joint frames/s of the edge loop and
@@ -112,6 +113,10 @@ def main() -> None:
     p.add_argument("--max-in-flight", type=int, default=16)
     p.add_argument("--rounds", type=int, default=9,
                    help="edge-only / joint pairs per filter and upload mode (one pair varies by +-20%% on this host)")
+    p.add_argument("--upload-batch", type=int, default=8,
+                   help="Frames per request in the batched-upload rows (1: no such rows).")
+    p.add_argument("--upload-wait-ms", type=float, default=80.0,
+                   help="How long the batched-upload rows let the first hard frame wait for others.")
     p.add_argument("--threads", type=int, default=1, help="Edge interpreter threads.")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")
     p.add_argument("--no-control", dest="control", action="store_false",
@@ -145,10 +150,10 @@ def main() -> None:
     print(f"edge only: {edge_fps:.1f} frames/s ({per_frame_ms:.1f} ms per frame, inference p50 "
           f"{edge_stats['edge_ms']['p50']} ms); cloud delay set to {delay_ms:.0f} ms ({args.slowdown:g}x); {where}")
 
-    def pairs(hem, url: str, shape, timeout_s: float) -> tuple[list, list, list, dict]:
+    def pairs(hem, url: str, shape, timeout_s: float, batch: int = 1) -> tuple[list, list, list, dict]:
         """``args.rounds`` edge-only / joint pairs against the server at ``url``."""
         config = CloudConfig(url, "big", timeout_s=timeout_s, max_in_flight=args.max_in_flight, score_threshold=0.05,
-                             upload_max_hw=shape)
+                             upload_max_hw=shape, upload_batch=batch, upload_wait_ms=args.upload_wait_ms)
         loop_ratios, total_ratios, fps, per_upload = [], [], [], []
         with CloudClient(config) as cloud:
             run(edge, hem, cloud, fs[:20])  # warm the connections and the server
@@ -178,29 +183,34 @@ def main() -> None:
                                                    log_path=Path(tmp) / "server-undelayed.log", cpus=cpus))
         try:
             cloud_meta = DetectorMeta.load(cloud_src / "metadata.json")
-            uploads = {"captured": None, "model-sized": (cloud_meta.input_height, cloud_meta.input_width)}
+            model_hw = (cloud_meta.input_height, cloud_meta.input_width)
+            uploads = {"captured": (None, 1), "model-sized": (model_hw, 1)}
+            if args.upload_batch > 1:
+                uploads[f"model-sized, batched ({args.upload_batch} / {args.upload_wait_ms:g} ms)"] = (
+                    model_hw, args.upload_batch)
             timeout_s = max(2.0, 20 * delay_ms / 1000)
             for i, method in enumerate(m.strip() for m in args.filters.split(",") if m.strip()):
                 spec, how = tuned_spec(method, args.tuned)
                 hem = build_filter(spec)
-                for upload, shape in uploads.items():
-                    rows.append((f"{method}, {upload} upload", how, *pairs(hem, servers[0].url, shape, timeout_s)))
+                for upload, (shape, batch) in uploads.items():
+                    rows.append((f"{method}, {upload} upload", how,
+                                 *pairs(hem, servers[0].url, shape, timeout_s, batch)))
                 if args.control and i == 0:  # the same uploads without the added delay: does latency cost frames?
                     rows.append((f"{method}, model-sized upload, no added delay", how,
-                                 *pairs(hem, servers[1].url, uploads["model-sized"], timeout_s)))
+                                 *pairs(hem, servers[1].url, model_hw, timeout_s)))
         finally:
             for server in servers:
                 server.stop()
     print()
     med = statistics.median
-    print(f"{'mode':<68}{'frames/s':>10}{'vs edge-only, median [range]':>32}{'uploads':>9}")
-    print(f"{'edge only':<68}{edge_fps:>10.1f}{'1.00':>32}{0.0:>9.2f}")
+    print(f"{'mode':<74}{'frames/s':>10}{'vs edge-only, median [range]':>32}{'uploads':>9}")
+    print(f"{'edge only':<74}{edge_fps:>10.1f}{'1.00':>32}{0.0:>9.2f}")
     for method, _how, fps, loop_r, total_r, stats in rows:
         span = f"{med(loop_r):.2f} [{min(loop_r):.2f}-{max(loop_r):.2f}]"
-        print(f"{method + ', edge loop':<68}{med(fps):>10.1f}{span:>32}{stats['upload_ratio']:>9.2f}"
+        print(f"{method + ', edge loop':<74}{med(fps):>10.1f}{span:>32}{stats['upload_ratio']:>9.2f}"
               "   (target >= 0.90)")
         span = f"{med(total_r):.2f} [{min(total_r):.2f}-{max(total_r):.2f}]"
-        print(f"{method + ', incl. final cloud drain':<68}{'':>10}{span:>32}")
+        print(f"{method + ', incl. final cloud drain':<74}{'':>10}{span:>32}")
     print(f"({args.rounds} rounds; each joint run is compared with an edge-only run of the same frames just before it)")
     print()
     cloud_name = cloud_src.relative_to(ROOT) if cloud_src.is_relative_to(ROOT) else cloud_src
