@@ -78,6 +78,7 @@ def test_the_example_config_loads(tmp_path):
     assert service.spec.cloudWorker.model.name == "big"
     assert service.edge_parameters()["hard_example_store"] == "joint-output/hard_examples"
     assert service.cloud_parameters()["upload_max_shape"] == (352, 448)
+    assert (service.cloud_parameters()["upload_batch"], service.cloud_parameters()["upload_wait_ms"]) == (8, 80.0)
 
 
 def test_edge_only_without_a_cloud_worker(tmp_path):
@@ -96,6 +97,8 @@ def test_edge_only_without_a_cloud_worker(tmp_path):
      "key 'timeout_ms' is given twice"),
     (lambda d: d["spec"]["cloudWorker"]["workerSpec"]["parameters"][3].update(value="352x448"),
      "upload_max_shape='352x448': expected HEIGHT,WIDTH as two positive integers"),
+    (lambda d: d["spec"]["cloudWorker"]["workerSpec"]["parameters"][4].update(value="many"),
+     "upload_batch='many': expected an integer"),
     (lambda d: d["spec"]["edgeWorker"]["workerSpec"]["parameters"].pop(0), "needs video_url"),
     (lambda d: d["spec"]["edgeWorker"]["model"].pop("url"), "spec.edgeWorker.model.url must point"),
     (lambda d: d["spec"].pop("edgeWorker"), "spec.edgeWorker: Field required"),
