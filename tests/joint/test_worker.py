@@ -291,18 +291,6 @@ def test_batched_uploads_share_requests_and_give_each_frame_its_own_answer(edge_
             np.testing.assert_allclose(one.cloud.scores, merged.cloud.scores, atol=0.02)
 
 
-def test_with_batched_uploads_max_in_flight_counts_requests(frames, cloud_repo, tmp_path):
-    # One request of up to 3 frames may be out: the first 3 frames are taken (they share it), the 4th is busy.
-    slow = start_background_server(cloud_repo, response_delay_ms=1000, log_path=tmp_path / "slow.log")
-    try:
-        config = CloudConfig(slow.url, "big", timeout_s=60, max_in_flight=1, upload_batch=3, upload_wait_ms=1000)
-        with CloudClient(config) as cloud:
-            outcomes = [f.result(timeout=60) for f in [cloud.submit(fr.image) for fr in frames[:4]]]
-    finally:
-        slow.stop()
-    assert [o.fallback for o in outcomes] == [None, None, None, "busy"], outcomes
-
-
 def test_a_failed_batched_request_falls_back_for_every_frame_in_it(edge_model, frames, server_500, tmp_path):
     config = CloudConfig(server_500, "big", timeout_s=30, max_in_flight=len(frames), upload_batch=3,
                          upload_wait_ms=1000)

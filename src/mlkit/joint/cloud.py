@@ -3,8 +3,8 @@
 ``CloudClient.submit(jpeg)`` returns at once with a ``concurrent.futures.Future`` that always resolves
 to a ``CloudOutcome``: detections, or the reason the edge result must stand (``timeout``,
 ``connection``, ``http_5xx``, ``http_4xx``, ``bad_response``, or ``busy`` when ``max_in_flight``
-requests' worth of frames are already out). Nothing raises into the edge loop, and a cloud that comes
-back is used again from the next call on: every call is independent.
+frames are already out). Nothing raises into the edge loop, and a cloud that comes back is used
+again from the next call on: every call is independent.
 
 With ``upload_batch`` > 1, hard frames that arrive within ``upload_wait_ms`` of the first share one
 request (a v2 BYTES tensor of N JPEGs, or N v1 instances). Each request costs the edge about 0.85 ms of
@@ -34,7 +34,7 @@ class CloudConfig:
     model: str  # the served model's name
     protocol: str = "v2"  # v2 sends the JPEG as binary data; v1 as base64 in JSON
     timeout_s: float = 2.0
-    max_in_flight: int = 8  # requests out at once, each of up to upload_batch frames
+    max_in_flight: int = 8
     score_threshold: float | None = None  # sent as a request parameter
     # (height, width): frames larger than this are shrunk to fit (aspect kept) before upload. The cloud
     # model's input size is the natural choice: the server letterboxes to it anyway.
@@ -162,8 +162,8 @@ class CloudClient:
         if self._closed:
             raise MlkitError("the cloud client is closed")
         with self._lock:
-            if self._in_flight >= self.config.max_in_flight * self.config.upload_batch:  # frames, gathering or sent
-                return _done(CloudOutcome(None, "busy", None, f"{self._in_flight} frames already in flight"))
+            if self._in_flight >= self.config.max_in_flight:
+                return _done(CloudOutcome(None, "busy", None, f"{self._in_flight} calls already in flight"))
             self._in_flight += 1
         fut = asyncio.run_coroutine_threadsafe(self._call(frame, jpeg_quality), self._loop)
         fut.add_done_callback(self._release)
