@@ -291,6 +291,18 @@ def test_batched_uploads_share_requests_and_give_each_frame_its_own_answer(edge_
             np.testing.assert_allclose(one.cloud.scores, merged.cloud.scores, atol=0.02)
 
 
+def test_with_batched_uploads_max_in_flight_still_counts_frames(frames, cloud_repo, tmp_path):
+    # The cloud's work is per frame: 4 frames may be out, gathering or sent, whatever the batch size.
+    slow = start_background_server(cloud_repo, response_delay_ms=1000, log_path=tmp_path / "slow.log")
+    try:
+        config = CloudConfig(slow.url, "big", timeout_s=60, max_in_flight=4, upload_batch=2, upload_wait_ms=1000)
+        with CloudClient(config) as cloud:
+            outcomes = [f.result(timeout=60) for f in [cloud.submit(fr.image) for fr in frames[:6]]]
+    finally:
+        slow.stop()
+    assert [o.fallback for o in outcomes] == [None] * 4 + ["busy"] * 2, outcomes
+
+
 def test_a_failed_batched_request_falls_back_for_every_frame_in_it(edge_model, frames, server_500, tmp_path):
     config = CloudConfig(server_500, "big", timeout_s=30, max_in_flight=len(frames), upload_batch=3,
                          upload_wait_ms=1000)
@@ -319,3 +331,5 @@ def test_upload_batching_is_checked():
         CloudConfig("http://127.0.0.1:1", "big", upload_batch=0)
     with pytest.raises(MlkitError, match="upload_wait_ms must be between 0 and 1000"):
         CloudConfig("http://127.0.0.1:1", "big", upload_batch=4, upload_wait_ms=5000)
+    with pytest.raises(MlkitError, match=r"upload_batch \(16\) cannot exceed max_in_flight \(8\)"):
+        CloudConfig("http://127.0.0.1:1", "big", max_in_flight=8, upload_batch=16)

@@ -60,7 +60,7 @@ spec:
       parameters:
         - {key: endpoint, value: "http://127.0.0.1:8080"}
         - {key: timeout_ms, value: "2000"}
-        - {key: max_in_flight, value: "8"}
+        - {key: max_in_flight, value: "16"}           # frames out at once (at least twice upload_batch)
         - {key: upload_max_shape, value: "352,448"}   # the big model's input (HEIGHT,WIDTH)
         - {key: upload_batch, value: "8"}             # hard frames arriving within upload_wait_ms share a request:
         - {key: upload_wait_ms, value: "80"}          # less edge CPU per frame, cloud answers up to 80 ms later

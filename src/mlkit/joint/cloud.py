@@ -34,6 +34,8 @@ class CloudConfig:
     model: str  # the served model's name
     protocol: str = "v2"  # v2 sends the JPEG as binary data; v1 as base64 in JSON
     timeout_s: float = 2.0
+    # Frames out at once, gathering or sent: the cloud's work is per frame, so this bounds the load the edge puts
+    # on it. Counting requests instead let batched uploads pile 8x the frames on a saturated cloud (timeouts).
     max_in_flight: int = 8
     score_threshold: float | None = None  # sent as a request parameter
     # (height, width): frames larger than this are shrunk to fit (aspect kept) before upload. The cloud
@@ -53,6 +55,10 @@ class CloudConfig:
             raise MlkitError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
         if self.upload_batch < 1:
             raise MlkitError(f"upload_batch must be >= 1, got {self.upload_batch}")
+        if self.upload_batch > self.max_in_flight:
+            raise MlkitError(f"upload_batch ({self.upload_batch}) cannot exceed max_in_flight ({self.max_in_flight}), "
+                             f"which counts frames: raise max_in_flight to at least twice upload_batch, so that one "
+                             f"request can gather while another is out")
         if not 0 <= self.upload_wait_ms <= 1000:
             raise MlkitError(f"upload_wait_ms must be between 0 and 1000, got {self.upload_wait_ms}")
         if self.upload_max_hw is not None and (len(self.upload_max_hw) != 2 or min(self.upload_max_hw) < 1):

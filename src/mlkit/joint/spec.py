@@ -62,7 +62,8 @@ CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "input_shape": (str, None, "informational; the served model decides"),
     "protocol": (str, "v2", "v1 (JSON, base64) or v2 (binary JPEG)"),
     "timeout_ms": (float, 2000.0, "per-call timeout; on expiry the edge result stands"),
-    "max_in_flight": (int, 8, "cloud calls out at once; a hard frame beyond that keeps its edge result"),
+    "max_in_flight": (int, 8, "frames out to the cloud at once (gathering or sent); a hard frame beyond that "
+                              "keeps its edge result"),
     "upload_max_shape": (tuple, None, "HEIGHT,WIDTH: shrink hard frames to fit before upload (aspect kept); the "
                                       "cloud model's input size is the natural value, since it resizes to it "
                                       "anyway (fewer bytes and less edge CPU)"),
