@@ -128,21 +128,31 @@ class DynamicBatcher:
     def _run_inline(self, payload: Any) -> Any:
         # Safe: with no batch running, no worker thread touches an interpreter, and none can start one
         # while this call holds the event loop.
-        q_hist, c_hist, s_hist = self._metrics
         start = time.perf_counter()
-        q_hist.observe(0.0)
-        s_hist.observe(max(1, int(self.size(payload))))
-        try:
-            (result,) = self.runners[0]([payload])
-        except Exception:
-            log.exception("batch of 1 request for %s failed", self.model)
-            raise
-        finally:
-            c_hist.observe(time.perf_counter() - start)
-            self.batches += 1
+        (result,) = self._execute(0, [payload])
+        self._record([0.0], max(1, int(self.size(payload))), time.perf_counter() - start)
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def _execute(self, worker: int, payloads: list[Any]) -> list[Any]:
+        """One result per payload from instance ``worker``; a failed batch gives every caller the exception."""
+        try:
+            results = self.runners[worker](payloads)
+            if len(results) != len(payloads):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(payloads)} requests")
+            return list(results)
+        except Exception as exc:  # noqa: BLE001 - every caller of this batch gets the error
+            log.exception("batch of %d requests for %s failed", len(payloads), self.model)
+            return [exc] * len(payloads)
+
+    def _record(self, waits: list[float], size: int, seconds: float) -> None:
+        q_hist, c_hist, s_hist = self._metrics
+        for wait in waits:
+            q_hist.observe(wait)
+        s_hist.observe(size)
+        c_hist.observe(seconds)
+        self.batches += 1
 
     async def close(self) -> None:
         """Finish everything queued, then stop the loop task and the worker thread."""
@@ -216,22 +226,14 @@ class DynamicBatcher:
 
     async def _run(self, worker: int, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        q_hist, c_hist, s_hist = self._metrics
         try:
             start = time.perf_counter()
-            for p in batch:
-                q_hist.observe(start - p.queued)
-            s_hist.observe(sum(p.size for p in batch))
             try:
-                results = await loop.run_in_executor(self._executors[worker], self.runners[worker],
+                results = await loop.run_in_executor(self._executors[worker], self._execute, worker,
                                                      [p.payload for p in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")
-            except Exception as exc:  # noqa: BLE001 - every caller of this batch gets the error
-                log.exception("batch of %d requests for %s failed", len(batch), self.model)
+            except RuntimeError as exc:  # the executor was shut down (close_now) before this batch ran
                 results = [exc] * len(batch)
-            c_hist.observe(time.perf_counter() - start)
-            self.batches += 1
+            self._record([start - p.queued for p in batch], sum(p.size for p in batch), time.perf_counter() - start)
             for p, r in zip(batch, results, strict=True):
                 if p.future.done():
                     continue
