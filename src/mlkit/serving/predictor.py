@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -157,11 +158,17 @@ class TFLiteModel(Model):
     def input_hw(runtime: Any) -> tuple[int, int]:
         return runtime.meta.input_height, runtime.meta.input_width
 
-    async def __call__(self, body, headers=None, verb=InferenceVerb.PREDICT):  # counts requests for hot swaps
+    async def __call__(self, body, headers=None, verb=InferenceVerb.PREDICT):
+        with self.running():
+            return await super().__call__(body, headers, verb)
+
+    @contextlib.contextmanager
+    def running(self):
+        """Count a request on this version (a hot swap retires it only when none runs) and in the process."""
         self.inflight += 1
         TFLiteModel.requests_in_process += 1
         try:
-            return await super().__call__(body, headers, verb)
+            yield
         finally:
             self.inflight -= 1
             TFLiteModel.requests_in_process -= 1

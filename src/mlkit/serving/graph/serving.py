@@ -71,11 +71,10 @@ class GraphRuntime:
             raise RuntimeError(f"model {node.model_name!r} is not ready ({reason})")
         from mlkit.serving.graph.tensor_model import TFLiteTensorModel
         from mlkit.serving.payload import Thresholds
-        from mlkit.serving.predictor import Job, TFLiteModel
+        from mlkit.serving.predictor import Job
 
-        model.inflight += 1  # a hot swap retires the old version only when nothing runs on it
-        TFLiteModel.requests_in_process += 1  # a node's model call is never alone: no request runs inline meanwhile
-        try:
+        # Counted like a request: a hot swap waits for it, and no other request runs inline meanwhile.
+        with model.running():
             if isinstance(model, TFLiteTensorModel):
                 return await model.infer_arrays(inputs)
             (images,) = inputs.values()  # image models have one image input
@@ -85,9 +84,6 @@ class GraphRuntime:
             except InvalidInput as exc:
                 raise MlkitError(str(exc)) from None
             return {o.name: o.data for o in model.v2_outputs(items)}
-        finally:
-            model.inflight -= 1
-            TFLiteModel.requests_in_process -= 1
 
 
 # --------------------------------------------------------------------------- request / response
