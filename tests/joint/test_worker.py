@@ -261,13 +261,9 @@ def test_the_cloud_call_goes_through_the_proxy_the_environment_names(frames, clo
 
 def _server_batches(url: str) -> float:
     """How many batches the server's model has run (its mlkit_batch_size histogram count)."""
-    import re
+    from tests.serving.conftest import Helpers
 
-    import httpx
-
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    match = re.search(r'^mlkit_batch_size_count\{model="big"\} (\S+)$', text, re.M)
-    return float(match.group(1)) if match else 0.0
+    return Helpers.metric(url, "mlkit_batch_size_count", model="big")
 
 
 def test_batched_uploads_share_requests_and_give_each_frame_its_own_answer(edge_model, frames, cloud_server):
