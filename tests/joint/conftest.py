@@ -80,3 +80,13 @@ def cloud_server(cloud_repo, tmp_path_factory):
     handle = start_background_server(cloud_repo, log_path=tmp_path_factory.mktemp("log") / "cloud.log")
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A 10-frame synthetic site video (320x240, MJPG)."""
+    from mlkit.data.synthetic.video import VideoSpec, render_video
+
+    path = tmp_path_factory.mktemp("video") / "site.avi"
+    render_video(path, VideoSpec(frames=10, fps=10.0, width=320, height=240, seed=2), show_progress=False)
+    return path

@@ -13,15 +13,6 @@ from mlkit.cli import main
 from mlkit.joint.cli import EXAMPLE
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    from mlkit.data.synthetic.video import VideoSpec, render_video
-
-    path = tmp_path_factory.mktemp("video") / "site.avi"
-    render_video(path, VideoSpec(frames=10, fps=10.0, width=320, height=240, seed=2), show_progress=False)
-    return path
-
-
 def test_joint_run_cli_end_to_end(video, cloud_server, tmp_path):
     data = yaml.safe_load(EXAMPLE.replace("joint-output", str(tmp_path / "out")))
     data["spec"]["edgeWorker"]["model"]["url"] = "models/little/tflite/int8"

@@ -25,7 +25,8 @@ from mlkit.mining import (
     register,
 )
 
-BUILTIN = ["CloudOnly", "CrossEntropy", "EdgeOnly", "IBT", "Random", "ScoreMargin", "Threshold", "Uncertainty"]
+BUILTIN = ["CloudOnly", "CrossEntropy", "EdgeOnly", "IBT", "Keyframe", "Random", "ScoreMargin", "Threshold",
+           "Uncertainty"]
 LIST_FILTERS = ["IBT", "Threshold", "Uncertainty", "ScoreMargin"]  # also read Sedna's box lists
 BOX_FILTERS = [*LIST_FILTERS, "CrossEntropy"]  # read Detections (CrossEntropy reads lists as probabilities)
 
@@ -175,6 +176,47 @@ def test_random_extreme_ratios():
                    for _ in range(200))
     f = build_filter({"method": "Random", "param": {"random_ratio": 1.0, "seed": 3}})
     assert all(f().is_hard for _ in range(200))
+
+
+# --- Keyframe -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.2, 0.25, 0.3, 0.5])
+def test_keyframe_uploads_its_ratio_spread_evenly(ratio):
+    f = build_filter({"method": "Keyframe", "param": {"keyframe_ratio": ratio}})
+    hard = np.array([f(None).is_hard for _ in range(3000)])
+    assert hard[0] and hard.mean() == pytest.approx(ratio, abs=0.002)
+    gaps = np.diff(np.flatnonzero(hard))
+    # three gap lengths at most (three-gap theorem), none longer than twice the mean: no clumps, no long holes
+    assert len(set(gaps.tolist())) <= 3 and gaps.max() <= 2 / ratio
+
+
+def test_keyframe_spreads_where_random_clumps():
+    key = build_filter({"method": "Keyframe", "param": {"keyframe_ratio": 0.25}})
+    rnd = build_filter({"method": "Random", "param": {"random_ratio": 0.25, "seed": 0}})
+    longest = {name: np.diff(np.flatnonzero([f(None).is_hard for _ in range(1200)])).max()
+               for name, f in (("key", key), ("random", rnd))}
+    assert longest["key"] <= 5 < longest["random"]
+
+
+def test_keyframe_ignores_input_and_counts_frames():
+    a, b = (build_filter("Keyframe") for _ in range(2))
+    assert [a(x) for x in ([], rows(0.9), None, dets(0.1))] == [b(None) for _ in range(4)]
+    assert not any(build_filter({"method": "Keyframe", "param": {"keyframe_ratio": 0.0}})().is_hard for _ in range(50))
+    assert all(build_filter({"method": "Keyframe", "param": {"keyframe_ratio": 1.0}})().is_hard for _ in range(50))
+
+
+def test_keyframe_sweep_over_stored_scores_matches_rebuilt_filters():
+    f = build_filter("Keyframe")
+    scores = np.array([f.score() for _ in range(60)])
+    for v in (0.1, 0.3, 0.8):
+        rebuilt = f.with_param(keyframe_ratio=v)
+        assert f.decide(scores, v).tolist() == [rebuilt().is_hard for _ in range(60)]
+
+
+def test_keyframe_ratio_is_checked():
+    with pytest.raises(MlkitError, match="keyframe_ratio"):
+        build_filter({"method": "Keyframe", "param": {"keyframe_ratio": 1.5}})
 
 
 # --- EdgeOnly / CloudOnly -------------------------------------------------------------------------------------

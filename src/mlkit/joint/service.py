@@ -40,6 +40,9 @@ def run_service(service: JointInferenceService, *, echo: Callable[[str], None] =
     from mlkit.models.predict import open_detector
 
     edge_p, cloud_p = service.edge_parameters(), service.cloud_parameters()
+    config = WorkerConfig(score_threshold=edge_p["score_threshold"], jpeg_quality=edge_p["jpeg_quality"],
+                          report_every_s=edge_p["report_seconds"], reuse=edge_p["reuse"],
+                          reuse_frames=edge_p["reuse_frames"])
     hem = build_filter(service.mining_spec())
     edge = open_detector(service.spec.edgeWorker.model.url, num_threads=edge_p["num_threads"])
     if not hasattr(edge, "interpreter"):
@@ -60,8 +63,6 @@ def run_service(service: JointInferenceService, *, echo: Callable[[str], None] =
                                         upload_batch=cloud_p["upload_batch"],
                                         upload_wait_ms=cloud_p["upload_wait_ms"],
                                         score_threshold=edge_p["score_threshold"]))
-    config = WorkerConfig(score_threshold=edge_p["score_threshold"], jpeg_quality=edge_p["jpeg_quality"],
-                          report_every_s=edge_p["report_seconds"])
     try:
         source = open_source(edge_p["video_url"], realtime=edge_p["realtime"])
     except Exception:
@@ -96,6 +97,7 @@ def format_stats(stats: dict) -> str:
     """A small table for the terminal."""
     rows = [("frames", stats["frames"]), ("hard frames", f"{stats['hard_frames']} "
             f"({100 * stats['upload_ratio']:.1f}% uploaded)"), ("cloud results", stats["cloud_results"]),
+            ("reused answers", stats["reused_frames"]),
             ("fallbacks", f"{stats['fallbacks']} {stats['fallback_reasons'] or ''}".strip()),
             ("bytes uploaded", f"{stats['bytes_uploaded']} ({stats['bytes_per_upload']} per frame)"),
             ("throughput", f"{stats['fps']} frames/s"),

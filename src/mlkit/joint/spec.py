@@ -56,6 +56,10 @@ EDGE_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "max_frames": (int, 0, "stop after this many frames (0 = whole source)"),
     "realtime": (bool, False, "read a file at its own frame rate instead of as fast as possible"),
     "report_seconds": (float, 30.0, "period of the statistics line"),
+    "reuse": (str, "none", "a frame not uploaded: none (its edge boxes), hold (merged with the last cloud answer) "
+                           "or interpolate (with the answers on either side, moved in time; the frame waits for "
+                           "the next upload's answer)"),
+    "reuse_frames": (int, 8, "how many frames away an uploaded frame's cloud answer may serve (with reuse)"),
 }
 CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "endpoint": (str, None, "http://host:port of the KServe server (required)"),

@@ -25,6 +25,7 @@ class JointStats:
     frames: int = 0
     hard_frames: int = 0
     cloud_results: int = 0
+    reused_frames: int = 0  # frames without their own cloud answer that used nearby ones (WorkerConfig.reuse)
     bytes_uploaded: int = 0
     fallbacks: Counter = dataclasses.field(default_factory=Counter)
     edge_ms: list[float] = dataclasses.field(default_factory=list)
@@ -32,8 +33,9 @@ class JointStats:
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     def record(self, *, is_hard: bool, edge_ms: float, cloud_ms: float | None, uploaded_bytes: int,
-               fallback: str | None) -> None:
+               fallback: str | None, reused: bool = False) -> None:
         self.frames += 1
+        self.reused_frames += reused
         self.edge_ms.append(edge_ms)
         if is_hard:
             self.hard_frames += 1
@@ -61,6 +63,7 @@ class JointStats:
             "hard_frames": self.hard_frames,
             "upload_ratio": round(self.upload_ratio, 4),
             "cloud_results": self.cloud_results,
+            "reused_frames": self.reused_frames,
             "fallbacks": self.fallback_count,
             "fallback_reasons": dict(sorted(self.fallbacks.items())),
             "bytes_uploaded": self.bytes_uploaded,
@@ -79,7 +82,7 @@ class JointStats:
         s = self.snapshot()
         reasons = ", ".join(f"{k} {v}" for k, v in s["fallback_reasons"].items()) or "none"
         return (f"frames {s['frames']}  hard {s['hard_frames']} ({100 * s['upload_ratio']:.1f}%)  "
-                f"cloud ok {s['cloud_results']}  fallbacks {s['fallbacks']} ({reasons})  "
+                f"cloud ok {s['cloud_results']}  reused {s['reused_frames']}  fallbacks {s['fallbacks']} ({reasons})  "
                 f"uploaded {s['bytes_uploaded'] / 1024:.0f} KiB  fps {s['fps']}  "
                 f"edge p50/p95 {s['edge_ms']['p50']}/{s['edge_ms']['p95']} ms  "
                 f"cloud p50/p95 {s['cloud_ms']['p50']}/{s['cloud_ms']['p95']} ms")

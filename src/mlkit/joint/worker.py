@@ -5,12 +5,18 @@ which answers later through a future; the loop goes on with the next frame. Resu
 order: a finished frame waits only for earlier frames whose cloud answer is still out, and each of
 those is bounded by the cloud timeout. When the cloud fails (timeout, connection, 5xx) or is busy,
 the edge result is the final result and the reason is recorded.
+
+On video, ``WorkerConfig.reuse`` lets a frame that was not uploaded use the cloud's answers for uploaded frames
+near it (``mlkit.joint.reuse``): "hold" merges the last answer into its edge boxes, "interpolate" the answers on
+either side, moved in time. With "interpolate" a frame is released once the next uploaded frame within
+``reuse_frames`` has its answer (or failed); the edge loop still never waits.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,9 +27,11 @@ import numpy as np
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudOutcome
+from mlkit.joint.reuse import REUSE_RULES, reused
 from mlkit.joint.stats import JointStats
 
 log = logging.getLogger(__name__)
+_WAIT = object()  # an answer may still come
 
 
 @dataclasses.dataclass
@@ -41,14 +49,18 @@ class FrameResult:
     cloud_ms: float | None
     latency_ms: float  # from capture to the final result
     uploaded_bytes: int = 0
+    reused: Detections | None = None  # built from the cloud answers of nearby uploaded frames
+    reused_from: tuple[int, ...] = ()  # their frame indices
 
     @property
     def final(self) -> Detections:
-        return self.cloud if self.cloud is not None else self.edge
+        if self.cloud is not None:
+            return self.cloud
+        return self.reused if self.reused is not None else self.edge
 
     @property
     def source(self) -> str:
-        return "cloud" if self.cloud is not None else "edge"
+        return "cloud" if self.cloud is not None else "reused" if self.reused is not None else "edge"
 
     def record(self, class_names: Sequence[str]) -> dict:
         """The JSON-lines record."""
@@ -59,7 +71,8 @@ class FrameResult:
                 "final": self.final.to_list(class_names),
                 "edge_ms": round(self.edge_ms, 3),
                 "cloud_ms": None if self.cloud_ms is None else round(self.cloud_ms, 3),
-                "latency_ms": round(self.latency_ms, 3), "uploaded_bytes": self.uploaded_bytes}
+                "latency_ms": round(self.latency_ms, 3), "uploaded_bytes": self.uploaded_bytes,
+                "reused_from": list(self.reused_from)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +80,14 @@ class WorkerConfig:
     score_threshold: float = 0.05  # edge boxes kept for the filter and the results (drawing uses its own)
     jpeg_quality: int = 85  # the uploaded frame
     report_every_s: float = 30.0  # periodic statistics line (Sedna's period); 0 = never
+    reuse: str = "none"  # a frame not uploaded: "none" (edge boxes), "hold" or "interpolate" (mlkit.joint.reuse)
+    reuse_frames: int = 8  # how many frames away an uploaded frame's answer may serve
 
     def __post_init__(self) -> None:
+        if self.reuse not in REUSE_RULES:
+            raise MlkitError(f"reuse must be one of {', '.join(REUSE_RULES)}; got {self.reuse!r}")
+        if isinstance(self.reuse_frames, bool) or not isinstance(self.reuse_frames, int) or self.reuse_frames < 1:
+            raise MlkitError(f"reuse_frames must be an integer >= 1, got {self.reuse_frames!r}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise MlkitError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
         if not 1 <= self.jpeg_quality <= 100:
@@ -109,7 +128,8 @@ class JointWorker:
         self.report = report or log.info
         self.stats = JointStats()
 
-    def _finish(self, p: _Pending, outcome: CloudOutcome | None) -> FrameResult:
+    def _finish(self, p: _Pending, outcome: CloudOutcome | None, before: tuple[int, Detections] | None = None,
+                after: tuple[int, Detections] | None = None) -> FrameResult:
         cloud = cloud_ms = fallback = None
         if p.judgement.is_hard:
             if outcome is None:
@@ -120,11 +140,13 @@ class JointWorker:
                 if fallback is not None and fallback != "busy":
                     log.debug("frame %d: cloud %s (%s); keeping the edge result", p.frame.index, fallback,
                               outcome.detail)
+        near = tuple(x[0] for x in (before, after) if x is not None) if cloud is None else ()
         result = FrameResult(p.frame.index, float(p.frame.timestamp), bool(p.judgement.is_hard),
                              float(p.judgement.score), p.edge, cloud, fallback, p.edge_ms, cloud_ms,
-                             (time.perf_counter() - p.frame.captured) * 1000, p.uploaded)
+                             (time.perf_counter() - p.frame.captured) * 1000, p.uploaded,
+                             reused(p.edge, before, after, p.frame.index) if near else None, near)
         self.stats.record(is_hard=result.is_hard, edge_ms=result.edge_ms, cloud_ms=cloud_ms,
-                          uploaded_bytes=p.uploaded, fallback=fallback)
+                          uploaded_bytes=p.uploaded, fallback=fallback, reused=bool(near))
         if self.on_result is not None:
             self.on_result(result, p.frame.image)
         return result
@@ -139,24 +161,67 @@ class JointWorker:
             future = self.cloud.submit(frame.image, self.config.jpeg_quality)
         return _Pending(frame, det, judgement, edge_ms, 0, future)
 
+    def _answer_after(self, index: int, later: Iterable[_Pending], wait: bool):
+        """The first cloud answer among ``later`` frames within ``reuse_frames`` of frame ``index``, as
+        ``(index, detections)``; None if there is none; ``_WAIT`` if one may still come (a call still out, or
+        too few frames seen yet) and ``wait`` is False. With ``wait`` (the stream has ended) calls are awaited."""
+        reach = self.config.reuse_frames
+        for q in later:
+            if q.frame.index - index > reach:
+                return None
+            if q.future is None:
+                continue
+            if not q.future.done() and not wait:
+                return _WAIT
+            outcome = q.future.result(timeout=self._drain_timeout)
+            if outcome.detections is not None:
+                return q.frame.index, outcome.detections
+        return None if wait else _WAIT
+
+    def _ready(self, pending: collections.deque[_Pending]) -> bool:
+        """Can the head frame be released now, without waiting for anything?"""
+        head = pending[0]
+        if head.future is not None:
+            if not head.future.done():
+                return False
+            if head.future.result().detections is not None:
+                return True
+        if self.config.reuse != "interpolate" or self.cloud is None:
+            return True
+        return self._answer_after(head.frame.index, itertools.islice(pending, 1, None), wait=False) is not _WAIT
+
+    def _release(self, pending: collections.deque[_Pending], wait: bool = False) -> FrameResult:
+        p = pending.popleft()
+        outcome = None if p.future is None else p.future.result(timeout=self._drain_timeout)
+        if outcome is not None and outcome.detections is not None:
+            self._last_answer = (p.frame.index, outcome.detections)
+            return self._finish(p, outcome)
+        before = after = None
+        if self.config.reuse != "none" and self.cloud is not None:
+            last = self._last_answer
+            if last is not None and p.frame.index - last[0] <= self.config.reuse_frames:
+                before = last
+            if self.config.reuse == "interpolate":
+                after = self._answer_after(p.frame.index, pending, wait=True)
+        return self._finish(p, outcome, before, after)
+
     def run(self, frames: Iterable) -> Iterator[FrameResult]:
         pending: collections.deque[_Pending] = collections.deque()
+        self._last_answer: tuple[int, Detections] | None = None  # the latest uploaded frame the cloud answered
+        # The cloud call has its own timeout; the extra margin only guards against a stuck loop.
+        self._drain_timeout = None if self.cloud is None else self.cloud.config.timeout_s + 5.0
         last_report = time.monotonic()
         for frame in frames:
             pending.append(self._edge(frame))
-            # Release every finished frame at the head; a frame still waiting for the cloud holds the
-            # later ones back (order), but never the edge loop.
-            while pending and (pending[0].future is None or pending[0].future.done()):
-                p = pending.popleft()
-                yield self._finish(p, None if p.future is None else p.future.result())
+            # Release every finished frame at the head; a frame still waiting for the cloud (its own answer,
+            # or with "interpolate" the next upload's) holds the later ones back (order), but never the edge loop.
+            while pending and self._ready(pending):
+                yield self._release(pending)
             if self.config.report_every_s and time.monotonic() - last_report >= self.config.report_every_s:
                 self.report(self.stats.line())
                 last_report = time.monotonic()
-        timeout = None if self.cloud is None else self.cloud.config.timeout_s + 5.0
         while pending:
-            p = pending.popleft()
-            # The cloud call has its own timeout; the extra margin only guards against a stuck loop.
-            yield self._finish(p, None if p.future is None else p.future.result(timeout=timeout))
+            yield self._release(pending, wait=True)
         if self.config.report_every_s:
             self.report(self.stats.line())
 

@@ -14,7 +14,8 @@ anything, score each frame once and decide at each value of its ``sweep_param``:
 
 Built in: Sedna's IBT, CrossEntropy, Threshold, Random, EdgeOnly, CloudOnly (``mlkit.mining.filters``,
 with their formulas and the edge cases Sedna leaves undefined) and mlkit's Uncertainty and ScoreMargin
-(``mlkit.mining.uncertainty``, with why they should beat IBT on detection). Add one with
+(``mlkit.mining.uncertainty``, with why they should beat IBT on detection), and Keyframe, content-blind but
+spread evenly in time, for video with reused cloud answers (``mlkit.mining.keyframes``). Add one with
 ``@register("Name")`` on a ``HardExampleFilter`` subclass.
 """
 
@@ -28,6 +29,7 @@ from mlkit.mining.filters import (
     ThresholdFilter,
 )
 from mlkit.mining.inputs import box_scores, class_probabilities
+from mlkit.mining.keyframes import KeyframeFilter
 from mlkit.mining.registry import (
     REGISTRY,
     FilterSpec,
@@ -48,6 +50,7 @@ __all__ = [
     "FilterSpec",
     "HardExampleFilter",
     "IBTFilter",
+    "KeyframeFilter",
     "Judgement",
     "RandomFilter",
     "Registry",

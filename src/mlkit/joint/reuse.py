@@ -1,0 +1,102 @@
+"""Reusing cloud answers on the video frames around an uploaded one.
+
+A frame that was not uploaded normally keeps the edge's boxes. On video, the cloud's answer for a frame a few
+frames away is usually better than the edge's own, because the edge misses small objects in every frame while
+things move little between frames. Two rules, both merged with the frame's own edge boxes (``merge``):
+
+- **hold**: the answer of the last uploaded frame, if it is at most ``reach`` frames earlier;
+- **interpolate**: the answers of the uploaded frames on either side, boxes matched by class and centre
+  distance and moved linearly in time (``interpolate``). The frame waits for the later answer.
+
+``benchmarks/joint_keyframes.py`` measures both on held-out labelled clips.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlkit.detections import Detections
+
+REUSE_RULES = ("none", "hold", "interpolate")
+UNMATCHED_WEIGHT = 0.8  # score factor of a box seen in one answer only: less sure that it is still there
+MERGE_IOU = 0.3  # an edge box this close to a cloud box of its class is the same object
+
+
+def match(a: Detections, b: Detections, max_distance: float = 1.0) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)`` of one class whose centres are closer than ``max_distance`` times their mean size.
+
+    Greedy, nearest first; each box is used once. Centre distance rather than IoU: a small head that moved
+    half its width between two uploads has little overlap left but is still the nearest box of its class.
+    """
+    if len(a) == 0 or len(b) == 0:
+        return []
+    ca, cb = (a.boxes[:, :2] + a.boxes[:, 2:]) / 2, (b.boxes[:, :2] + b.boxes[:, 2:]) / 2
+    sa = np.sqrt(np.prod(np.maximum(a.boxes[:, 2:] - a.boxes[:, :2], 0), axis=1))
+    sb = np.sqrt(np.prod(np.maximum(b.boxes[:, 2:] - b.boxes[:, :2], 0), axis=1))
+    d = np.linalg.norm(ca[:, None] - cb[None], axis=2) / np.maximum((sa[:, None] + sb[None]) / 2, 1e-6)
+    d[a.labels[:, None] != b.labels[None]] = np.inf
+    pairs: list[tuple[int, int]] = []
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    for flat in np.argsort(d, axis=None, kind="stable"):
+        i, j = divmod(int(flat), d.shape[1])
+        if not d[i, j] <= max_distance:
+            break
+        if i not in used_a and j not in used_b:
+            pairs.append((i, j))
+            used_a.add(i)
+            used_b.add(j)
+    return pairs
+
+
+def interpolate(before: Detections, after: Detections, w: float) -> Detections:
+    """The answers ``before`` and ``after`` at fraction ``w`` (0..1) of the time between them.
+
+    Matched boxes move linearly and their scores blend; a box found in one answer only is taken from the
+    nearer answer (``w < 0.5``: ``before``) with its score times ``UNMATCHED_WEIGHT``.
+    """
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"interpolation weight must be in [0, 1], got {w}")
+    pairs = match(before, after)
+    boxes = [(1 - w) * before.boxes[i] + w * after.boxes[j] for i, j in pairs]
+    scores = [(1 - w) * before.scores[i] + w * after.scores[j] for i, j in pairs]
+    labels = [before.labels[i] for i, _ in pairs]
+    near, taken = (before, {i for i, _ in pairs}) if w < 0.5 else (after, {j for _, j in pairs})
+    for k in range(len(near)):
+        if k not in taken:
+            boxes.append(near.boxes[k])
+            scores.append(near.scores[k] * UNMATCHED_WEIGHT)
+            labels.append(near.labels[k])
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                      np.array(labels, np.int64))
+
+
+def merge(edge: Detections, cloud: Detections, iou: float = MERGE_IOU) -> Detections:
+    """The cloud's boxes, plus the edge's boxes that no cloud box of the same class overlaps by ``iou``.
+
+    The cloud's box wins where both saw an object; the edge adds what the reused answer cannot know about,
+    such as a worker who entered after it.
+    """
+    from mlkit.evaluation.matching import box_iou
+
+    if len(cloud) == 0 or len(edge) == 0:
+        return edge if len(cloud) == 0 else cloud
+    covered = ((box_iou(cloud.boxes, edge.boxes) >= iou) & (cloud.labels[:, None] == edge.labels[None])).any(0)
+    keep = ~covered
+    return Detections(np.concatenate([cloud.boxes, edge.boxes[keep]]),
+                      np.concatenate([cloud.scores, edge.scores[keep]]),
+                      np.concatenate([cloud.labels, edge.labels[keep]]))
+
+
+def reused(edge: Detections, before: tuple[int, Detections] | None, after: tuple[int, Detections] | None,
+           index: int) -> Detections:
+    """Frame ``index``'s result from the answers of uploaded frames ``before`` and/or ``after`` it, as
+    ``(frame index, detections)``; the edge's boxes alone when there is neither."""
+    if before is not None and after is not None:
+        (u, a), (v, b) = before, after
+        if not u < index < v:
+            raise ValueError(f"frame {index} is not between uploaded frames {u} and {v}")
+        return merge(edge, interpolate(a, b, (index - u) / (v - u)))
+    if before is not None or after is not None:
+        return merge(edge, (before or after)[1])
+    return edge
