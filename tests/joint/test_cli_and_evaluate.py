@@ -96,3 +96,53 @@ def test_budget_margin_shrinks_with_more_tuning_frames():
     assert budget_margin(0.3, 3000) < budget_margin(0.3, 300) < budget_margin(0.3, 30)
     assert budget_margin(0.3, 10) == pytest.approx(0.15)  # capped at half the budget
     assert budget_margin(0.3, 6) == pytest.approx(0.3 - 1 / 6)  # one of 6 frames may still go
+
+
+def test_evaluate_on_video_applies_the_workers_reuse_rule(edge_model, tmp_path):
+    """On clips, a sweep point's mAP is that of the worker's rule (final_sequence) within each clip."""
+    from mlkit.data.synthetic.video import VideoSpec, extract_frames, render_video
+    from mlkit.evaluation.coco_map import coco_map
+    from mlkit.joint.evaluate import FrameOrder, evaluate_joint, sweep_filter
+    from mlkit.joint.reuse import final_sequence
+    from mlkit.mining import build_filter
+    from mlkit.models.predict import TFLiteDetector
+    from tests.joint.conftest import LITTLE
+
+    sets = []
+    for i in range(2):
+        path = tmp_path / f"clip{i}.avi"
+        labels = render_video(path, VideoSpec(frames=12, width=320, height=240, seed=40 + i), show_progress=False)
+        sets.append(extract_frames(path, labels, tmp_path / f"frames{i}", show_progress=False))
+    ds = type(sets[0])([r for s in sets for r in s.images], sets[0].class_names)
+    clips = tuple([0] * 12 + [1] * 12)
+    cloud_model = TFLiteDetector(LITTLE / "fp32" / "model.tflite")
+    edge = [edge_model.predict([ds.load_image(i)], score_threshold=0.05)[0] for i in range(len(ds))]
+    cloud = [cloud_model.predict([ds.load_image(i)], score_threshold=0.05)[0] for i in range(len(ds))]
+    key = build_filter({"method": "Keyframe", "param": {}})
+    scores = np.array([key.score(d) for d in edge])
+    hard = key.decide(scores, 0.3)
+    for rule in ("none", "hold", "interpolate"):
+        (point,), _ = sweep_filter(build_filter("Keyframe"), ds, edge, cloud, [0.3], FrameOrder(clips, rule, 8))
+        assert point.upload_ratio == pytest.approx(hard.mean())
+        assert point.map50 == pytest.approx(coco_map(ds, final_sequence(edge, cloud, hard, rule, 8, clips))["map50"])
+    result = evaluate_joint(ds, edge, cloud, filters=[{"method": "Keyframe", "param": {}}], show_progress=False,
+                            order=FrameOrder(clips, "interpolate", 8))
+    assert result.reuse == "interpolate" and result.oracle == []  # no per-frame oracle when answers are shared
+    assert "24 test frames (reuse: interpolate)" in result.table()
+
+
+def test_evaluate_cli_on_video_and_its_usage_errors(video, tmp_path):
+    runner = CliRunner()
+    models = ["--edge-model", "models/little/tflite/int8", "--cloud-model", "models/little/tflite/fp32"]
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["joint", "evaluate", "--video", str(video), "--tune-video", str(video),
+                                  "--reuse", "interpolate", "--reuse-frames", "4", *models, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "joint_evaluation.json").read_text())
+    assert report["reuse"] == "interpolate" and report["num_images"] == 10 and report["tuned_on"] == "1 tuning clip"
+    assert "Keyframe" in {f["filter"] for f in report["filters"]} and (out / "sweep.png").stat().st_size > 0
+    for args, message in ((["--reuse", "hold", "--data", str(tmp_path)], "--tune-video and --reuse need --video"),
+                          (["--video", str(video), "--data", str(tmp_path)], "either --data"),
+                          ([], "either --data")):
+        bad = runner.invoke(main, ["joint", "evaluate", *args, *models, "--out", str(out)])
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output

@@ -16,7 +16,7 @@ from mlkit.errors import MlkitError
 from mlkit.joint.cli import EXAMPLE
 from mlkit.joint.cloud import CloudClient, CloudConfig
 from mlkit.joint.outputs import OutputConfig, OutputWriter
-from mlkit.joint.reuse import UNMATCHED_WEIGHT, interpolate, match, merge, reused
+from mlkit.joint.reuse import UNMATCHED_WEIGHT, final_sequence, interpolate, match, merge, reused
 from mlkit.joint.worker import JointWorker, WorkerConfig
 from mlkit.mining import build_filter
 from mlkit.serving.server import free_port
@@ -78,6 +78,25 @@ def test_reused_picks_the_rule_from_the_answers_it_has():
         reused(edge, (4, a), (8, b), 9)
 
 
+def test_final_sequence_follows_the_rule_within_reach_and_clip():
+    edge = [det((50, 50, 60, 60, 0.4, 2)) for _ in range(7)]
+    cloud = [det((10 + t, 10, 20 + t, 20, 0.9, 1)) for t in range(7)]
+    hard = [True, False, False, True, False, False, False]
+    clips = [0, 0, 0, 0, 0, 1, 1]
+    assert final_sequence(edge, cloud, hard) == [cloud[0], edge[1], edge[2], cloud[3], edge[4], edge[5], edge[6]]
+    held = final_sequence(edge, cloud, hard, "hold", reach=1, clips=clips)
+    np.testing.assert_allclose(held[1].boxes, merge(edge[1], cloud[0]).boxes)
+    assert held[2] is edge[2] and held[5] is edge[5]  # 2 frames away; another clip
+    inter = final_sequence(edge, cloud, hard, "interpolate", reach=8, clips=clips)
+    np.testing.assert_allclose(inter[2].boxes[0], [12, 10, 22, 20])  # 2/3 of the way from frame 0 to 3
+    np.testing.assert_allclose(inter[4].boxes, merge(edge[4], cloud[3]).boxes)  # nothing after it in its clip
+    assert inter[6] is edge[6]
+    with pytest.raises(ValueError, match="one entry per frame"):
+        final_sequence(edge, cloud, hard[:3])
+    with pytest.raises(ValueError, match="reuse must be one of"):
+        final_sequence(edge, cloud, hard, "always")
+
+
 def test_worker_config_checks_the_reuse_fields():
     with pytest.raises(MlkitError, match="reuse must be one of none, hold, interpolate; got 'sometimes'"):
         WorkerConfig(reuse="sometimes")
@@ -119,6 +138,11 @@ def test_interpolate_serves_every_frame_from_the_uploads_around_it(edge_model, f
         np.testing.assert_allclose(results[i].final.boxes, want.boxes)
         np.testing.assert_allclose(results[i].final.scores, want.scores)
     assert stats["reused_frames"] == len(expected) and stats["cloud_results"] == len(UPLOADED)
+    # the offline evaluation applies the same rule: the same finals from the same answers
+    offline = final_sequence([r.edge for r in results], [r.cloud for r in results],
+                             [r.source == "cloud" for r in results], "interpolate", reach=8)
+    for r, want in zip(results, offline, strict=True):
+        np.testing.assert_allclose(r.final.boxes, want.boxes)
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(len(frames)))
     assert records[3]["source"] == "reused" and records[3]["reused_from"] == [2, 5]

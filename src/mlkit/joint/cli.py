@@ -74,8 +74,17 @@ def example_config() -> None:
 
 
 @joint.command("evaluate")
-@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Labelled dataset folder (dataset.json with splits).")
+@click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Labelled dataset folder (dataset.json with splits); or use --video.")
+@click.option("--video", "videos", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Labelled video clip (from `mlkit data video`, labels next to it) to report on; repeatable.")
+@click.option("--tune-video", "tune_videos", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, help="With --video: clip on which thresholds are chosen; repeatable.")
+@click.option("--reuse", type=click.Choice(["none", "hold", "interpolate"]), default="none", show_default=True,
+              help="With --video: how a frame that was not uploaded uses nearby cloud answers (as `reuse` in the "
+                   "joint service spec).")
+@click.option("--reuse-frames", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --video: how many frames away an answer may serve.")
 @click.option("--edge-model", type=click.Path(exists=True, path_type=Path), required=True,
               help="Little model: .tflite or a folder with model.tflite.")
 @click.option("--cloud-model", type=click.Path(exists=True, path_type=Path), default=None,
@@ -92,17 +101,29 @@ def example_config() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Writes joint_evaluation.json and sweep.png here.")
 @friendly
-def evaluate_cmd(data_root, edge_model, cloud_model, cloud_endpoint, cloud_name, split, tune_split, budget, limit,
-                 threads, out_dir) -> None:
-    """mAP@0.5 of edge-only, cloud-only and joint; sweep every filter's threshold; plot mAP vs upload ratio."""
-    from mlkit.joint.evaluate import evaluate_on_dataset, write_report
+def evaluate_cmd(data_root, videos, tune_videos, reuse, reuse_frames, edge_model, cloud_model, cloud_endpoint,
+                 cloud_name, split, tune_split, budget, limit, threads, out_dir) -> None:
+    """mAP@0.5 of edge-only, cloud-only and joint; sweep every filter's threshold; plot mAP vs upload ratio.
+
+    On a dataset (--data) or on labelled video clips (--video, with --tune-video and --reuse).
+    """
+    from mlkit.joint.evaluate import evaluate_on_dataset, evaluate_on_video, write_report
 
     if (cloud_model is None) == (cloud_endpoint is None):
         raise click.UsageError("give exactly one of --cloud-model and --cloud-endpoint")
-    result = evaluate_on_dataset(data_root, edge_model, cloud_model=cloud_model, cloud_endpoint=cloud_endpoint,
-                                 cloud_name=cloud_name, split=split,
-                                 tune_split=None if tune_split == "none" else tune_split, upload_budget=budget,
-                                 limit=limit, num_threads=threads)
+    if (data_root is None) == (not videos):
+        raise click.UsageError("give either --data (a dataset folder) or --video (labelled clips), not both")
+    if not videos and (tune_videos or reuse != "none"):
+        raise click.UsageError("--tune-video and --reuse need --video: the images of a dataset are not a sequence")
+    if videos:
+        result = evaluate_on_video(videos, edge_model, tune_videos=tune_videos, cloud_model=cloud_model,
+                                   cloud_endpoint=cloud_endpoint, cloud_name=cloud_name, reuse=reuse,
+                                   reuse_frames=reuse_frames, upload_budget=budget, num_threads=threads)
+    else:
+        result = evaluate_on_dataset(data_root, edge_model, cloud_model=cloud_model, cloud_endpoint=cloud_endpoint,
+                                     cloud_name=cloud_name, split=split,
+                                     tune_split=None if tune_split == "none" else tune_split, upload_budget=budget,
+                                     limit=limit, num_threads=threads)
     js, png = write_report(result, out_dir)
     click.echo(result.table())
     click.echo(f"wrote {js} and {png}")

@@ -5,6 +5,10 @@ joint result is the cloud's when the filter calls it hard, else the edge's, so a
 threshold sweep costs no extra inference: each filter scores every frame once, and each sweep point
 only re-decides and re-scores mAP (pycocotools).
 
+On a labelled video (``evaluate_on_video``) a frame that was not uploaded may also use the cloud's answers for
+uploaded frames near it, as the worker does with ``WorkerConfig.reuse`` (``mlkit.joint.reuse.final_sequence``),
+and the Keyframe filter joins the sweep.
+
 Sweep points are placed at target upload ratios (quantiles of the filter's scores), so every filter -
 Random included - is compared over the same range of uploads. Thresholds are chosen on a tuning split
 (``val``) under an upload budget and then reported on the test split, so the headline number is not
@@ -37,6 +41,16 @@ DEFAULT_FILTERS = (
     {"method": "ScoreMargin", "param": {}},
     {"method": "Random", "param": {"seed": 0}},
 )
+VIDEO_FILTERS = (*DEFAULT_FILTERS, {"method": "Keyframe", "param": {}})  # evenly spread uploads: for reuse
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameOrder:
+    """Frames that are clips of a video, and how a frame not uploaded uses nearby answers (the worker's reuse)."""
+
+    clips: tuple[int, ...]  # a clip id per frame, frames in order
+    reuse: str = "none"
+    reuse_frames: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +86,7 @@ class JointEvaluation:
     tuned_on: str
     # A bound, not a filter: frames ranked by the cloud's gain measured against the test ground truth.
     oracle: list[SweepPoint] = dataclasses.field(default_factory=list)
+    reuse: str = "none"  # how frames not uploaded used nearby cloud answers (video only)
 
     def oracle_at_budget(self) -> SweepPoint | None:
         ok = [p for p in self.oracle if p.upload_ratio <= self.upload_budget + 1e-9]
@@ -95,7 +110,8 @@ class JointEvaluation:
 
     def table(self) -> str:
         width = max(14, *(len(f.filter) + 2 for f in self.filters))
-        lines = [f"{self.num_images} test images   edge-only mAP@0.5 {self.edge_map50:.3f}   "
+        kind = "test images" if self.reuse == "none" else f"test frames (reuse: {self.reuse})"
+        lines = [f"{self.num_images} {kind}   edge-only mAP@0.5 {self.edge_map50:.3f}   "
                  f"cloud-only {self.cloud_map50:.3f}   budget <= {100 * self.upload_budget:.0f}% uploads "
                  f"(thresholds tuned on {self.tuned_on})",
                  f"{'filter':<{width}}{'param':<24}{'value':>8}{'upload':>9}{'mAP@0.5':>9}{'of cloud':>10}"
@@ -127,8 +143,13 @@ def predict_dataset(dataset: Dataset, predict: Callable[[list[np.ndarray]], list
     return out
 
 
-def _joint(edge: Sequence[Detections], cloud: Sequence[Detections], hard: np.ndarray) -> list[Detections]:
-    return [c if h else e for e, c, h in zip(edge, cloud, hard, strict=True)]
+def _joint(edge: Sequence[Detections], cloud: Sequence[Detections], hard: np.ndarray,
+           order: FrameOrder | None = None) -> list[Detections]:
+    if order is None or order.reuse == "none":
+        return [c if h else e for e, c, h in zip(edge, cloud, hard, strict=True)]
+    from mlkit.joint.reuse import final_sequence
+
+    return final_sequence(edge, cloud, hard, order.reuse, order.reuse_frames, order.clips)
 
 
 def _value_for_cut(f, cut: float) -> float:
@@ -155,7 +176,8 @@ def sweep_values(f, scores: np.ndarray, ratios: Sequence[float] = TARGET_RATIOS)
 
 
 def sweep_filter(f, dataset: Dataset, edge: Sequence[Detections], cloud: Sequence[Detections],
-                 values: Sequence[float] | None = None) -> tuple[list[SweepPoint], np.ndarray]:
+                 values: Sequence[float] | None = None, order: FrameOrder | None = None
+                 ) -> tuple[list[SweepPoint], np.ndarray]:
     from mlkit.evaluation.coco_map import coco_map
 
     scores = np.array([f.score(d) for d in edge])
@@ -164,7 +186,7 @@ def sweep_filter(f, dataset: Dataset, edge: Sequence[Detections], cloud: Sequenc
     for v in values:
         hard = np.asarray(f.decide(scores, v), bool).reshape(-1)
         points.append(SweepPoint(f.name, float(v), float(hard.mean()),
-                                 float(coco_map(dataset, _joint(edge, cloud, hard))["map50"])))
+                                 float(coco_map(dataset, _joint(edge, cloud, hard, order))["map50"])))
     return sorted(points, key=lambda p: p.upload_ratio), scores
 
 
@@ -229,8 +251,13 @@ def json_list_bytes(image: np.ndarray) -> int:
 def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: Sequence[Detections], *,
                    tune: Dataset | None = None, edge_tune: Sequence[Detections] | None = None,
                    cloud_tune: Sequence[Detections] | None = None, filters: Sequence[dict] = DEFAULT_FILTERS,
-                   upload_budget: float = 0.3, jpeg_quality: int = 85, show_progress: bool = True) -> JointEvaluation:
-    """Sweep every filter, tune each on ``tune`` (default: the test set itself) and report on ``test``."""
+                   upload_budget: float = 0.3, jpeg_quality: int = 85, show_progress: bool = True,
+                   order: FrameOrder | None = None, tune_order: FrameOrder | None = None,
+                   tune_name: str = "val") -> JointEvaluation:
+    """Sweep every filter, tune each on ``tune`` (default: the test set itself) and report on ``test``.
+
+    ``order`` / ``tune_order``: the sets are video clips and frames not uploaded reuse nearby answers.
+    """
     from tqdm.auto import tqdm
 
     from mlkit.evaluation.coco_map import coco_map
@@ -241,17 +268,18 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
         raise MlkitError("the test set has no images")
     if not 0 < upload_budget <= 1:
         raise MlkitError(f"upload_budget must be in (0, 1], got {upload_budget}")
-    tuned_on = "val" if tune is not None else "test (no tuning split given)"
+    tuned_on = tune_name if tune is not None else "test (no tuning split given)"
     if tune is None:
-        tune, edge_tune, cloud_tune = test, edge_test, cloud_test
+        tune, edge_tune, cloud_tune, tune_order = test, edge_test, cloud_test, order
     results = []
     built = [build_filter(spec) for spec in filters]
     methods = [f.name for f in built]
     for f in tqdm(built, desc="sweep filters", unit="filter", disable=not show_progress):
         if f.sweep_param is None:
             raise MlkitError(f"{f.name} has no threshold to sweep; leave it out of the sweep")
-        tune_points, _ = sweep_filter(f, tune, edge_tune, cloud_tune)
-        points = tune_points if tune is test else sweep_filter(f, test, edge_test, cloud_test)[0]
+        tune_points, _ = sweep_filter(f, tune, edge_tune, cloud_tune, order=tune_order)
+        points = tune_points if tune is test else sweep_filter(f, test, edge_test, cloud_test,
+                                                               order=order)[0]
         res = FilterResult(_label(f, methods), f.spec, f.sweep_param, points)
         margin = 0.0 if tune is test else budget_margin(upload_budget, len(tune))
         chosen = _choose(tune_points, upload_budget - margin)
@@ -260,7 +288,7 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
             if tune is test:
                 res.test_upload_ratio, res.test_map50 = chosen.upload_ratio, chosen.map50
             else:
-                (p,), _ = sweep_filter(f, test, edge_test, cloud_test, [chosen.value])
+                (p,), _ = sweep_filter(f, test, edge_test, cloud_test, [chosen.value], order)
                 res.test_upload_ratio, res.test_map50 = p.upload_ratio, p.map50
         results.append(res)
     random = next((r for r in results if r.filter == "Random"), None)
@@ -271,9 +299,12 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
     sample = [test.load_image(i) for i in range(min(3, len(test)))]
     jpeg = float(np.mean([len(encode_jpeg(im, jpeg_quality)) for im in sample]))
     js = float(np.mean([json_list_bytes(im) for im in sample]))
+    reuse = "none" if order is None else order.reuse
+    # The oracle ranks frames by their own gain: with answers shared between frames there is no such ranking.
+    oracle = oracle_points(test, edge_test, cloud_test) if reuse == "none" else []
     return JointEvaluation(len(test), float(coco_map(test, edge_test)["map50"]),
                            float(coco_map(test, cloud_test)["map50"]), upload_budget, results, jpeg, js, tuned_on,
-                           oracle_points(test, edge_test, cloud_test))
+                           oracle, reuse)
 
 
 def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
@@ -299,7 +330,8 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     ax.axvline(evaluation.upload_budget, color="red", linewidth=0.8, linestyle=":", label="upload budget")
     ax.set_xlabel("upload ratio (hard frames sent to the cloud)")
     ax.set_ylabel("joint mAP@0.5")
-    ax.set_title(f"Hard-example mining on {evaluation.num_images} test images")
+    ax.set_title(f"Hard-example mining on {evaluation.num_images} test images" if evaluation.reuse == "none" else
+                 f"Hard-example mining on {evaluation.num_images} video frames, reuse: {evaluation.reuse}")
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -313,13 +345,9 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     return fig
 
 
-def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_model: str | Path | None = None,
-                        cloud_endpoint: str | None = None, cloud_name: str = "big", split: str = "test",
-                        tune_split: str | None = "val", upload_budget: float = 0.3, limit: int | None = None,
-                        num_threads: int = 2, show_progress: bool = True) -> JointEvaluation:
-    """Predict a dataset folder with the edge model (local TFLite) and the cloud model (local, or served at
-    ``cloud_endpoint``), then ``evaluate_joint``; ``tune_split=None`` tunes on ``split`` itself."""
-    from mlkit.data.layout import load_split
+def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_endpoint: str | None, cloud_name: str,
+                num_threads: int):
+    """(edge predict, cloud predict): the edge model local, the cloud model local or served at ``cloud_endpoint``."""
     from mlkit.models.predict import open_detector
 
     if (cloud_model is None) == (cloud_endpoint is None):
@@ -342,6 +370,19 @@ def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_
     def edge_predict(ims):
         return edge.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
 
+    return edge_predict, cloud_predict
+
+
+def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_model: str | Path | None = None,
+                        cloud_endpoint: str | None = None, cloud_name: str = "big", split: str = "test",
+                        tune_split: str | None = "val", upload_budget: float = 0.3, limit: int | None = None,
+                        num_threads: int = 2, show_progress: bool = True) -> JointEvaluation:
+    """Predict a dataset folder with the edge model (local TFLite) and the cloud model (local, or served at
+    ``cloud_endpoint``), then ``evaluate_joint``; ``tune_split=None`` tunes on ``split`` itself."""
+    from mlkit.data.layout import load_split
+
+    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads)
+
     def load(name: str) -> Dataset:
         ds = load_split(data_root, name)
         return ds.subset(range(min(limit, len(ds)))) if limit else ds
@@ -355,6 +396,49 @@ def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_
     return evaluate_joint(test, predict_dataset(test, edge_predict, f"edge {split}", show_progress),
                           predict_dataset(test, cloud_predict, f"cloud {split}", show_progress),
                           upload_budget=upload_budget, show_progress=show_progress, **kw)
+
+
+def _clips(videos: Sequence[str | Path], out: Path, show_progress: bool) -> tuple[Dataset, tuple[int, ...]]:
+    """Every frame of labelled videos (``<video>.labels.json`` next to each) as one Dataset, and a clip id per frame."""
+    from mlkit.data.synthetic.video import extract_frames
+
+    sets = [extract_frames(v, None, out / f"clip{i}", show_progress=show_progress) for i, v in enumerate(videos)]
+    clips = tuple(i for i, ds in enumerate(sets) for _ in range(len(ds)))
+    return Dataset([rec for ds in sets for rec in ds.images], sets[0].class_names, "video"), clips
+
+
+def evaluate_on_video(videos: Sequence[str | Path], edge_model: str | Path, *, tune_videos: Sequence[str | Path] = (),
+                      cloud_model: str | Path | None = None, cloud_endpoint: str | None = None,
+                      cloud_name: str = "big", reuse: str = "interpolate", reuse_frames: int = 8,
+                      upload_budget: float = 0.3, num_threads: int = 2, show_progress: bool = True
+                      ) -> JointEvaluation:
+    """``evaluate_joint`` on labelled video clips (``mlkit data video`` writes them): thresholds are tuned on
+    ``tune_videos`` (default: the test clips themselves), and a frame that was not uploaded uses nearby answers
+    as the worker does with ``reuse`` and ``reuse_frames``. The Keyframe filter joins the sweep."""
+    import tempfile
+
+    from mlkit.joint.reuse import REUSE_RULES
+
+    if not videos:
+        raise MlkitError("give at least one labelled video to evaluate on")
+    if reuse not in REUSE_RULES:
+        raise MlkitError(f"reuse must be one of {', '.join(REUSE_RULES)}; got {reuse!r}")
+    if isinstance(reuse_frames, bool) or not isinstance(reuse_frames, int) or reuse_frames < 1:
+        raise MlkitError(f"reuse_frames must be an integer >= 1, got {reuse_frames!r}")
+    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads)
+    with tempfile.TemporaryDirectory(prefix="mlkit-joint-video-") as tmp:
+        test, clips = _clips(videos, Path(tmp) / "test", show_progress)
+        kw: dict = {}
+        if tune_videos:
+            tune, tune_clips = _clips(tune_videos, Path(tmp) / "tune", show_progress)
+            kw = {"tune": tune, "edge_tune": predict_dataset(tune, edge_predict, "edge tune", show_progress),
+                  "cloud_tune": predict_dataset(tune, cloud_predict, "cloud tune", show_progress),
+                  "tune_order": FrameOrder(tune_clips, reuse, reuse_frames),
+                  "tune_name": f"{len(tune_videos)} tuning clip{'s' if len(tune_videos) > 1 else ''}"}
+        return evaluate_joint(test, predict_dataset(test, edge_predict, "edge test", show_progress),
+                              predict_dataset(test, cloud_predict, "cloud test", show_progress),
+                              filters=VIDEO_FILTERS, upload_budget=upload_budget, show_progress=show_progress,
+                              order=FrameOrder(clips, reuse, reuse_frames), **kw)
 
 
 def write_report(evaluation: JointEvaluation, out_dir: str | Path) -> tuple[Path, Path]:

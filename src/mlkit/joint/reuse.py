@@ -100,3 +100,39 @@ def reused(edge: Detections, before: tuple[int, Detections] | None, after: tuple
     if before is not None or after is not None:
         return merge(edge, (before or after)[1])
     return edge
+
+
+def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=None) -> list[Detections]:
+    """Each frame's final result, as the worker gives it with ``reuse=rule`` when every upload is answered.
+
+    ``edge`` and ``cloud`` hold both models' answers for every frame in order, ``hard`` says which frames were
+    uploaded, ``clips`` (optional) a clip id per frame: an answer never serves a frame of another clip. An
+    uploaded frame gets the cloud's answer; any other frame ``reused(...)`` with the nearest upload before it
+    and (for "interpolate") after it, each at most ``reach`` frames away.
+    """
+    if rule not in REUSE_RULES:
+        raise ValueError(f"reuse must be one of {', '.join(REUSE_RULES)}; got {rule!r}")
+    n = len(edge)
+    hard = np.asarray(hard, bool).reshape(-1)
+    clips = np.zeros(n, np.int64) if clips is None else np.asarray(clips).reshape(-1)
+    if not (len(cloud) == len(hard) == len(clips) == n):
+        raise ValueError(f"edge, cloud, hard and clips must have one entry per frame; got {len(edge)}, "
+                         f"{len(cloud)}, {len(hard)}, {len(clips)}")
+
+    def nearest(t: int, step: int) -> tuple[int, Detections] | None:
+        for u in range(t + step, t + step * (reach + 1), step):
+            if not 0 <= u < n or clips[u] != clips[t]:
+                return None
+            if hard[u]:
+                return u, cloud[u]
+        return None
+
+    out = []
+    for t in range(n):
+        if hard[t]:
+            out.append(cloud[t])
+        elif rule == "none":
+            out.append(edge[t])
+        else:
+            out.append(reused(edge[t], nearest(t, -1), nearest(t, 1) if rule == "interpolate" else None, t))
+    return out
