@@ -46,7 +46,6 @@ bench: setup ## serving, video, joint and ensemble benchmarks on the committed m
 	$(PY) benchmarks/video.py
 	$(PY) benchmarks/video.py --encoding raw
 	$(PY) benchmarks/joint.py --filters Random,Uncertainty,CloudOnly
-	$(PY) benchmarks/joint_keyframes.py
 	$(PY) benchmarks/ensemble.py
 
 # Jupyter refuses to start as root without --allow-root (containers and CI machines run as root).

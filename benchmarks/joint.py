@@ -60,7 +60,7 @@ def helper_cpu_s() -> float:
     return total
 
 
-def run(edge, hem, cloud, frames_) -> tuple[float, float, dict]:
+def run(edge, hem, cloud, frames_, reuse: str = "none") -> tuple[float, float, dict]:
     """(edge-loop seconds, total seconds, stats): fresh capture times so latency is per run.
 
     ``stats["helper_cpu_ms"]`` is the CPU the upload client's threads (JPEG encoding, HTTP) used meanwhile.
@@ -77,7 +77,7 @@ def run(edge, hem, cloud, frames_) -> tuple[float, float, dict]:
             yield f
             pulled.append(time.perf_counter())
 
-    worker = JointWorker(edge, hem, cloud, WorkerConfig(report_every_s=0))
+    worker = JointWorker(edge, hem, cloud, WorkerConfig(report_every_s=0, reuse=reuse))
     cpu0 = helper_cpu_s()
     t0 = time.perf_counter()
     n = sum(1 for _ in worker.run(stream()))
@@ -118,6 +118,9 @@ def main() -> None:
     p.add_argument("--upload-wait-ms", type=float, default=80.0,
                    help="How long the batched-upload rows let the first hard frame wait for others.")
     p.add_argument("--threads", type=int, default=1, help="Edge interpreter threads.")
+    p.add_argument("--reuse", choices=("none", "hold", "interpolate"), default="none",
+                   help="The worker's reuse rule: with interpolate, results wait for the next upload's answer "
+                        "(the edge loop does not).")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")
     p.add_argument("--no-control", dest="control", action="store_false",
                    help="Skip the control row: the first filter's model-sized uploads to a second cloud without the "
@@ -156,10 +159,10 @@ def main() -> None:
                              upload_max_hw=shape, upload_batch=batch, upload_wait_ms=args.upload_wait_ms)
         loop_ratios, total_ratios, fps, per_upload = [], [], [], []
         with CloudClient(config) as cloud:
-            run(edge, hem, cloud, fs[:20])  # warm the connections and the server
+            run(edge, hem, cloud, fs[:20], args.reuse)  # warm the connections and the server
             for _ in range(args.rounds):  # edge-only next to each joint run: the host drifts
                 alone, _, _ = run(edge, edge_only, None, fs)
-                loop, total, stats = run(edge, hem, cloud, fs)
+                loop, total, stats = run(edge, hem, cloud, fs, args.reuse)
                 loop_ratios.append(alone / loop)
                 total_ratios.append(alone / total)
                 fps.append(len(fs) / loop)
@@ -214,7 +217,7 @@ def main() -> None:
     print(f"({args.rounds} rounds; each joint run is compared with an edge-only run of the same frames just before it)")
     print()
     cloud_name = cloud_src.relative_to(ROOT) if cloud_src.is_relative_to(ROOT) else cloud_src
-    print(f"cloud model: {cloud_name}")
+    print(f"cloud model: {cloud_name}; reuse: {args.reuse}")
     for method, how, _, _, _, stats in rows:
         print(f"{method} [{how}]: cloud answers {stats['cloud_results']}, fallbacks "
               f"{stats['fallback_reasons'] or 'none'}, round trip p50/p95 {stats['cloud_ms']['p50']}/"

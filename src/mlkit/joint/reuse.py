@@ -8,7 +8,8 @@ things move little between frames. Two rules, both merged with the frame's own e
 - **interpolate**: the answers of the uploaded frames on either side, boxes matched by class and centre
   distance and moved linearly in time (``interpolate``). The frame waits for the later answer.
 
-``benchmarks/joint_keyframes.py`` measures both on held-out labelled clips.
+``final_sequence`` applies the same rule offline: ``mlkit joint evaluate --video ... --reuse interpolate`` measures
+it on held-out labelled clips.
 """
 
 from __future__ import annotations
