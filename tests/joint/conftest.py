@@ -90,3 +90,52 @@ def video(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "site.avi"
     render_video(path, VideoSpec(frames=10, fps=10.0, width=320, height=240, seed=2), show_progress=False)
     return path
+
+
+@pytest.fixture
+def slow_server(cloud_repo, tmp_path):
+    """A real mlkit server serving "big" that holds every answer 3 s."""
+    from mlkit.serving.server import start_background_server
+
+    server = start_background_server(cloud_repo, response_delay_ms=3000, log_path=tmp_path / "slow.log")
+    yield server
+    server.stop()
+
+
+def first_result_timing(worker, frames):
+    """Run ``worker`` over ``frames``: (when each frame was pulled, the first result, when it came, the rest)."""
+    import time
+
+    pulled = []
+
+    def stream():
+        for f in frames:
+            pulled.append(time.perf_counter())
+            yield f
+
+    it = worker.run(stream())
+    first = next(it)
+    first_at = time.perf_counter()
+    return pulled, first, first_at, list(it)
+
+
+def joint_spec(tmp_path, video, cloud_url: str, mining: dict, edge_extra: tuple = ()) -> Path:
+    """The example service spec with this test's video, committed edge model, cloud URL and filter; its path.
+
+    The cloud timeout is 60 s (a busy CI machine is slow) and 16 frames may be out at once (no "busy").
+    """
+    import yaml
+
+    from mlkit.joint.cli import EXAMPLE
+
+    data = yaml.safe_load(EXAMPLE.replace("joint-output", str(tmp_path / "out")))
+    data["spec"]["edgeWorker"]["model"]["url"] = "models/little/tflite/int8"
+    edge_params = data["spec"]["edgeWorker"]["workerSpec"]["parameters"]
+    edge_params[0]["value"] = str(video)
+    edge_params.extend({"key": k, "value": v} for k, v in edge_extra)
+    data["spec"]["edgeWorker"]["hardExampleMining"] = mining
+    cloud_params = data["spec"]["cloudWorker"]["workerSpec"]["parameters"]
+    cloud_params[0]["value"], cloud_params[1]["value"], cloud_params[2]["value"] = cloud_url, "60000", "16"
+    config = tmp_path / "joint.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config

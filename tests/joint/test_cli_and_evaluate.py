@@ -6,25 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from mlkit.cli import main
-from mlkit.joint.cli import EXAMPLE
+from tests.joint.conftest import joint_spec
 
 
 def test_joint_run_cli_end_to_end(video, cloud_server, tmp_path):
-    data = yaml.safe_load(EXAMPLE.replace("joint-output", str(tmp_path / "out")))
-    data["spec"]["edgeWorker"]["model"]["url"] = "models/little/tflite/int8"
-    edge_params = data["spec"]["edgeWorker"]["workerSpec"]["parameters"]
-    edge_params[0]["value"] = str(video)
-    data["spec"]["edgeWorker"]["hardExampleMining"] = {"name": "Uncertainty", "parameters": [
-        {"key": "threshold_uncertainty", "value": "0.0"}]}  # 0 = every frame is hard
-    data["spec"]["cloudWorker"]["workerSpec"]["parameters"][0]["value"] = cloud_server.url
-    data["spec"]["cloudWorker"]["workerSpec"]["parameters"][1]["value"] = "60000"  # a busy CI machine is slow
-    data["spec"]["cloudWorker"]["workerSpec"]["parameters"][2]["value"] = "16"  # every frame in flight: no "busy"
-    config = tmp_path / "joint.yaml"
-    config.write_text(yaml.safe_dump(data))
+    every_frame = {"name": "Uncertainty", "parameters": [{"key": "threshold_uncertainty", "value": "0.0"}]}
+    config = joint_spec(tmp_path, video, cloud_server.url, every_frame)  # 0 = every frame is hard
     result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "end of file" in result.output.lower() or "source:" in result.output

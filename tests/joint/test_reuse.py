@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from mlkit.cli import main
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
-from mlkit.joint.cli import EXAMPLE
 from mlkit.joint.cloud import CloudClient, CloudConfig
 from mlkit.joint.outputs import OutputConfig, OutputWriter
 from mlkit.joint.reuse import UNMATCHED_WEIGHT, final_sequence, interpolate, match, merge, reused
 from mlkit.joint.worker import JointWorker, WorkerConfig
 from mlkit.mining import build_filter
 from mlkit.serving.server import free_port
+from tests.joint.conftest import first_result_timing, joint_spec
 
 
 def det(*rows) -> Detections:
@@ -160,32 +158,16 @@ def test_hold_reuses_only_an_answer_within_reach(edge_model, frames, cloud_serve
     assert stats["reused_frames"] == 5
 
 
-def test_interpolate_holds_results_back_but_never_the_edge_loop(edge_model, frames, cloud_repo, tmp_path):
+def test_interpolate_holds_results_back_but_never_the_edge_loop(edge_model, frames, slow_server):
     """Frame 0 waits for frame 1's answer (held 3 s); meanwhile the edge judges every other frame.
 
     This asserts an order of events, not a duration (see test_worker's twin for CloudOnly).
     """
-    from mlkit.serving.server import start_background_server
-
     hem = build_filter(KEYFRAMES)
     hem.score()  # skip keyframe 0: the stream's frame 0 is not uploaded, frame 1 is
-    slow = start_background_server(cloud_repo, response_delay_ms=3000, log_path=tmp_path / "slow.log")
-    pulled = []
-
-    def stream():
-        for f in frames:
-            pulled.append(time.perf_counter())
-            yield f
-
-    try:
-        with CloudClient(CloudConfig(slow.url, "big", timeout_s=60, max_in_flight=len(frames))) as cloud:
-            worker = JointWorker(edge_model, hem, cloud, WorkerConfig(report_every_s=0, reuse="interpolate"))
-            it = worker.run(stream())
-            first = next(it)
-            first_at = time.perf_counter()
-            rest = list(it)
-    finally:
-        slow.stop()
+    with CloudClient(CloudConfig(slow_server.url, "big", timeout_s=60, max_in_flight=len(frames))) as cloud:
+        worker = JointWorker(edge_model, hem, cloud, WorkerConfig(report_every_s=0, reuse="interpolate"))
+        pulled, first, first_at, rest = first_result_timing(worker, frames)
     assert len(pulled) == len(frames) and pulled[-1] < first_at
     assert first.index == 0 and first.source == "reused" and first.reused_from == (1,)
     assert [r.index for r in [first, *rest]] == list(range(len(frames)))
@@ -201,24 +183,14 @@ def test_interpolate_with_the_cloud_down_keeps_edge_results_and_ends(edge_model,
 
 
 def test_spec_reuse_keys_reach_the_worker_and_bad_values_are_usage_errors(video, cloud_server, tmp_path):
-    data = yaml.safe_load(EXAMPLE.replace("joint-output", str(tmp_path / "out")))
-    data["spec"]["edgeWorker"]["model"]["url"] = "models/little/tflite/int8"
-    edge_params = data["spec"]["edgeWorker"]["workerSpec"]["parameters"]
-    edge_params[0]["value"] = str(video)
-    data["spec"]["edgeWorker"]["hardExampleMining"] = {"name": "Keyframe", "parameters": [
-        {"key": "keyframe_ratio", "value": "0.34"}]}
-    cloud_params = data["spec"]["cloudWorker"]["workerSpec"]["parameters"]
-    cloud_params[0]["value"], cloud_params[1]["value"] = cloud_server.url, "60000"
-    edge_params.append({"key": "reuse", "value": "interpolate"})
-    config = tmp_path / "joint.yaml"
-    config.write_text(yaml.safe_dump(data))
+    keyframes = {"name": "Keyframe", "parameters": [{"key": "keyframe_ratio", "value": "0.34"}]}
+    config = joint_spec(tmp_path, video, cloud_server.url, keyframes, (("reuse", "interpolate"),))
     result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["frames"] == 10 and stats["reused_frames"] == 10 - stats["cloud_results"] > 0
     assert "reused answers" in result.output
-    edge_params[-1]["value"] = "always"
-    config.write_text(yaml.safe_dump(data))
+    joint_spec(tmp_path, video, cloud_server.url, keyframes, (("reuse", "always"),))
     bad = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
     assert bad.exit_code == 2 and "reuse must be one of none, hold, interpolate; got 'always'" in bad.output
     assert "Traceback" not in bad.output

@@ -17,6 +17,7 @@ from mlkit.joint.outputs import OutputConfig, OutputWriter
 from mlkit.joint.worker import JointWorker, WorkerConfig
 from mlkit.mining import build_filter
 from mlkit.serving.server import free_port, start_background_server
+from tests.joint.conftest import first_result_timing
 
 
 def wait_until(predicate, timeout: float = 30.0) -> None:
@@ -164,29 +165,15 @@ def test_cloud_killed_mid_stream_and_restarted(edge_model, frames, cloud_repo, t
     check_outputs(tmp_path / "out", len(frames), len(frames))
 
 
-def test_edge_never_waits_for_the_cloud(edge_model, frames, cloud_repo, tmp_path):
+def test_edge_never_waits_for_the_cloud(edge_model, frames, slow_server):
     """With every answer held 3 s, the edge has judged every frame before the first cloud answer is back.
 
     This asserts an order of events, with a wide margin (12 edge inferences take well under a second
     even on a busy CPU), not a duration; the frame-rate figure is in benchmarks/joint.py.
     """
-    slow = start_background_server(cloud_repo, response_delay_ms=3000, log_path=tmp_path / "slow.log")
-    pulled = []
-
-    def stream():
-        for f in frames:
-            pulled.append(time.perf_counter())
-            yield f
-
-    try:
-        with CloudClient(CloudConfig(slow.url, "big", timeout_s=60, max_in_flight=len(frames))) as cloud:
-            worker = JointWorker(edge_model, build_filter(CLOUD_ONLY), cloud, WorkerConfig(report_every_s=0))
-            it = worker.run(stream())
-            first = next(it)
-            first_at = time.perf_counter()
-            rest = list(it)
-    finally:
-        slow.stop()
+    with CloudClient(CloudConfig(slow_server.url, "big", timeout_s=60, max_in_flight=len(frames))) as cloud:
+        worker = JointWorker(edge_model, build_filter(CLOUD_ONLY), cloud, WorkerConfig(report_every_s=0))
+        pulled, first, first_at, rest = first_result_timing(worker, frames)
     assert len(pulled) == len(frames) and pulled[-1] < first_at
     assert first.source == "cloud" and [r.index for r in [first, *rest]] == list(range(len(frames)))
 
