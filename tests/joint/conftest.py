@@ -139,3 +139,20 @@ def joint_spec(tmp_path, video, cloud_url: str, mining: dict, edge_extra: tuple 
     config = tmp_path / "joint.yaml"
     config.write_text(yaml.safe_dump(data))
     return config
+
+
+def run_worker(edge_model, frames, cloud, hem: dict, out_dir=None, config=None):
+    """Every result of a JointWorker run (outputs written under ``out_dir`` when given) and the final stats."""
+    from mlkit.joint.outputs import OutputConfig, OutputWriter
+    from mlkit.joint.worker import JointWorker, WorkerConfig
+    from mlkit.mining import build_filter
+
+    writer = OutputWriter(OutputConfig.under(out_dir), edge_model.meta.class_names) if out_dir else None
+    worker = JointWorker(edge_model, build_filter(hem), cloud, config or WorkerConfig(report_every_s=0),
+                         on_result=writer.write if writer else None)
+    try:
+        results = list(worker.run(frames))
+    finally:
+        if writer:
+            writer.close()
+    return results, worker.stats.snapshot()

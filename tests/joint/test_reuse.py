@@ -12,12 +12,11 @@ from mlkit.cli import main
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudConfig
-from mlkit.joint.outputs import OutputConfig, OutputWriter
 from mlkit.joint.reuse import UNMATCHED_WEIGHT, final_sequence, interpolate, match, merge, reused
 from mlkit.joint.worker import JointWorker, WorkerConfig
 from mlkit.mining import build_filter
 from mlkit.serving.server import free_port
-from tests.joint.conftest import first_result_timing, joint_spec
+from tests.joint.conftest import first_result_timing, joint_spec, run_worker
 
 
 def det(*rows) -> Detections:
@@ -110,15 +109,7 @@ UPLOADED = [0, 2, 5, 7, 10]
 
 
 def run(edge_model, frames, cloud, config, out_dir=None):
-    writer = OutputWriter(OutputConfig.under(out_dir), edge_model.meta.class_names) if out_dir else None
-    worker = JointWorker(edge_model, build_filter(KEYFRAMES), cloud, config,
-                         on_result=writer.write if writer else None)
-    try:
-        results = list(worker.run(frames))
-    finally:
-        if writer:
-            writer.close()
-    return results, worker.stats.snapshot()
+    return run_worker(edge_model, frames, cloud, KEYFRAMES, out_dir, config)
 
 
 def test_interpolate_serves_every_frame_from_the_uploads_around_it(edge_model, frames, cloud_server, tmp_path):

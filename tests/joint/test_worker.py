@@ -13,11 +13,10 @@ import cv2
 import numpy as np
 
 from mlkit.joint.cloud import CloudClient, CloudConfig
-from mlkit.joint.outputs import OutputConfig, OutputWriter
 from mlkit.joint.worker import JointWorker, WorkerConfig
 from mlkit.mining import build_filter
 from mlkit.serving.server import free_port, start_background_server
-from tests.joint.conftest import first_result_timing
+from tests.joint.conftest import first_result_timing, run_worker
 
 
 def wait_until(predicate, timeout: float = 30.0) -> None:
@@ -31,15 +30,7 @@ CLOUD_ONLY = {"method": "CloudOnly", "param": {}}
 
 
 def run(edge_model, frames, cloud: CloudClient | None, out_dir=None, hem=CLOUD_ONLY):
-    writer = OutputWriter(OutputConfig.under(out_dir), edge_model.meta.class_names) if out_dir else None
-    worker = JointWorker(edge_model, build_filter(hem), cloud, WorkerConfig(report_every_s=0),
-                         on_result=writer.write if writer else None)
-    try:
-        results = list(worker.run(frames))
-    finally:
-        if writer:
-            writer.close()
-    return results, worker.stats.snapshot()
+    return run_worker(edge_model, frames, cloud, hem, out_dir)
 
 
 def check_outputs(out_dir, n_frames: int, n_hard: int) -> list[dict]:
