@@ -86,7 +86,7 @@ class JointEvaluation:
     tuned_on: str
     # A bound, not a filter: frames ranked by the cloud's gain measured against the test ground truth.
     oracle: list[SweepPoint] = dataclasses.field(default_factory=list)
-    reuse: str = "none"  # how frames not uploaded used nearby cloud answers (video only)
+    reuse: str | None = None  # video clips: how frames not uploaded used nearby answers; None for still images
 
     def oracle_at_budget(self) -> SweepPoint | None:
         ok = [p for p in self.oracle if p.upload_ratio <= self.upload_budget + 1e-9]
@@ -110,7 +110,7 @@ class JointEvaluation:
 
     def table(self) -> str:
         width = max(14, *(len(f.filter) + 2 for f in self.filters))
-        kind = "test images" if self.reuse == "none" else f"test frames (reuse: {self.reuse})"
+        kind = "test images" if self.reuse is None else f"test frames (reuse: {self.reuse})"
         lines = [f"{self.num_images} {kind}   edge-only mAP@0.5 {self.edge_map50:.3f}   "
                  f"cloud-only {self.cloud_map50:.3f}   budget <= {100 * self.upload_budget:.0f}% uploads "
                  f"(thresholds tuned on {self.tuned_on})",
@@ -299,9 +299,9 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
     sample = [test.load_image(i) for i in range(min(3, len(test)))]
     jpeg = float(np.mean([len(encode_jpeg(im, jpeg_quality)) for im in sample]))
     js = float(np.mean([json_list_bytes(im) for im in sample]))
-    reuse = "none" if order is None else order.reuse
+    reuse = None if order is None else order.reuse
     # The oracle ranks frames by their own gain: with answers shared between frames there is no such ranking.
-    oracle = oracle_points(test, edge_test, cloud_test) if reuse == "none" else []
+    oracle = oracle_points(test, edge_test, cloud_test) if reuse in (None, "none") else []
     return JointEvaluation(len(test), float(coco_map(test, edge_test)["map50"]),
                            float(coco_map(test, cloud_test)["map50"]), upload_budget, results, jpeg, js, tuned_on,
                            oracle, reuse)
@@ -330,7 +330,7 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     ax.axvline(evaluation.upload_budget, color="red", linewidth=0.8, linestyle=":", label="upload budget")
     ax.set_xlabel("upload ratio (hard frames sent to the cloud)")
     ax.set_ylabel("joint mAP@0.5")
-    ax.set_title(f"Hard-example mining on {evaluation.num_images} test images" if evaluation.reuse == "none" else
+    ax.set_title(f"Hard-example mining on {evaluation.num_images} test images" if evaluation.reuse is None else
                  f"Hard-example mining on {evaluation.num_images} video frames, reuse: {evaluation.reuse}")
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
