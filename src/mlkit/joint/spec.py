@@ -59,7 +59,8 @@ EDGE_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "reuse": (str, "none", "a frame not uploaded: none (its edge boxes), hold (merged with the last cloud answer) "
                            "or interpolate (with the answers on either side, moved in time; the frame waits for "
                            "the next upload's answer)"),
-    "reuse_frames": (int, 8, "how many frames away an uploaded frame's cloud answer may serve (with reuse)"),
+    "reuse_frames": (int, 8, "how many frames away an uploaded frame's cloud answer may serve (with reuse; "
+                             "about 2 suits hold, which does not move boxes)"),
 }
 CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "endpoint": (str, None, "http://host:port of the KServe server (required)"),
