@@ -46,6 +46,7 @@ bench: setup ## serving, video, joint and ensemble benchmarks on the committed m
 	$(PY) benchmarks/video.py
 	$(PY) benchmarks/video.py --encoding raw
 	$(PY) benchmarks/joint.py --filters Random,Uncertainty,CloudOnly
+	$(PY) benchmarks/joint.py --filters Keyframe --reuse interpolate
 	$(PY) benchmarks/ensemble.py
 
 # Jupyter refuses to start as root without --allow-root (containers and CI machines run as root).
