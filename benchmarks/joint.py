@@ -101,6 +101,8 @@ def tuned_spec(method: str, report: Path) -> tuple[dict, str]:
 def main() -> None:
     import os
 
+    from mlkit.joint.reuse import REUSE_RULES  # numpy only: no interpreter threads before the pinning below
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--edge-model", default=str(ROOT / "models/little/tflite/int8"))
     p.add_argument("--cloud-model", default=None,
@@ -118,7 +120,7 @@ def main() -> None:
     p.add_argument("--upload-wait-ms", type=float, default=80.0,
                    help="How long the batched-upload rows let the first hard frame wait for others.")
     p.add_argument("--threads", type=int, default=1, help="Edge interpreter threads.")
-    p.add_argument("--reuse", choices=("none", "hold", "interpolate"), default="none",
+    p.add_argument("--reuse", choices=REUSE_RULES, default="none",
                    help="The worker's reuse rule: with interpolate, results wait for the next upload's answer "
                         "(the edge loop does not).")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")

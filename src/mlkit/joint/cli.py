@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mlkit.clitools import friendly
+from mlkit.joint.reuse import REUSE_RULES
 
 
 @click.group()
@@ -83,7 +84,7 @@ def example_config() -> None:
               help="Labelled video clip (from `mlkit data video`, labels next to it) to report on; repeatable.")
 @click.option("--tune-video", "tune_videos", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               multiple=True, help="With --video: clip on which thresholds are chosen; repeatable.")
-@click.option("--reuse", type=click.Choice(["none", "hold", "interpolate"]), default="none", show_default=True,
+@click.option("--reuse", type=click.Choice(REUSE_RULES), default="none", show_default=True,
               help="With --video: how a frame that was not uploaded uses nearby cloud answers (as `reuse` in the "
                    "joint service spec).")
 @click.option("--reuse-frames", type=click.IntRange(min=1), default=8, show_default=True,

@@ -145,10 +145,10 @@ def predict_dataset(dataset: Dataset, predict: Callable[[list[np.ndarray]], list
 
 def _joint(edge: Sequence[Detections], cloud: Sequence[Detections], hard: np.ndarray,
            order: FrameOrder | None = None) -> list[Detections]:
-    if order is None or order.reuse == "none":
-        return [c if h else e for e, c, h in zip(edge, cloud, hard, strict=True)]
     from mlkit.joint.reuse import final_sequence
 
+    if order is None:  # still images: each keeps its own answer
+        return final_sequence(edge, cloud, hard)
     return final_sequence(edge, cloud, hard, order.reuse, order.reuse_frames, order.clips)
 
 
@@ -417,14 +417,11 @@ def evaluate_on_video(videos: Sequence[str | Path], edge_model: str | Path, *, t
     as the worker does with ``reuse`` and ``reuse_frames``. The Keyframe filter joins the sweep."""
     import tempfile
 
-    from mlkit.joint.reuse import REUSE_RULES
+    from mlkit.joint.reuse import check_reuse
 
     if not videos:
         raise MlkitError("give at least one labelled video to evaluate on")
-    if reuse not in REUSE_RULES:
-        raise MlkitError(f"reuse must be one of {', '.join(REUSE_RULES)}; got {reuse!r}")
-    if isinstance(reuse_frames, bool) or not isinstance(reuse_frames, int) or reuse_frames < 1:
-        raise MlkitError(f"reuse_frames must be an integer >= 1, got {reuse_frames!r}")
+    check_reuse(reuse, reuse_frames)
     edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads)
     with tempfile.TemporaryDirectory(prefix="mlkit-joint-video-") as tmp:
         test, clips = _clips(videos, Path(tmp) / "test", show_progress)

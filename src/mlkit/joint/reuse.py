@@ -17,10 +17,19 @@ from __future__ import annotations
 import numpy as np
 
 from mlkit.detections import Detections
+from mlkit.errors import MlkitError
 
 REUSE_RULES = ("none", "hold", "interpolate")
 UNMATCHED_WEIGHT = 0.8  # score factor of a box seen in one answer only: less sure that it is still there
 MERGE_IOU = 0.3  # an edge box this close to a cloud box of its class is the same object
+
+
+def check_reuse(rule: str, reach: int) -> None:
+    """Refuse an unknown rule or a reach that is not an integer >= 1 (the worker's and the evaluation's check)."""
+    if rule not in REUSE_RULES:
+        raise MlkitError(f"reuse must be one of {', '.join(REUSE_RULES)}; got {rule!r}")
+    if isinstance(reach, bool) or not isinstance(reach, int) or reach < 1:
+        raise MlkitError(f"reuse_frames must be an integer >= 1, got {reach!r}")
 
 
 def match(a: Detections, b: Detections, max_distance: float = 1.0) -> list[tuple[int, int]]:
@@ -111,8 +120,7 @@ def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=
     uploaded frame gets the cloud's answer; any other frame ``reused(...)`` with the nearest upload before it
     and (for "interpolate") after it, each at most ``reach`` frames away.
     """
-    if rule not in REUSE_RULES:
-        raise ValueError(f"reuse must be one of {', '.join(REUSE_RULES)}; got {rule!r}")
+    check_reuse(rule, reach)
     n = len(edge)
     hard = np.asarray(hard, bool).reshape(-1)
     clips = np.zeros(n, np.int64) if clips is None else np.asarray(clips).reshape(-1)

@@ -27,7 +27,7 @@ import numpy as np
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudOutcome
-from mlkit.joint.reuse import REUSE_RULES, reused
+from mlkit.joint.reuse import check_reuse, reused
 from mlkit.joint.stats import JointStats
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,7 @@ class WorkerConfig:
     reuse_frames: int = 8  # how many frames away an uploaded frame's answer may serve
 
     def __post_init__(self) -> None:
-        if self.reuse not in REUSE_RULES:
-            raise MlkitError(f"reuse must be one of {', '.join(REUSE_RULES)}; got {self.reuse!r}")
-        if isinstance(self.reuse_frames, bool) or not isinstance(self.reuse_frames, int) or self.reuse_frames < 1:
-            raise MlkitError(f"reuse_frames must be an integer >= 1, got {self.reuse_frames!r}")
+        check_reuse(self.reuse, self.reuse_frames)
         if not 0.0 <= self.score_threshold <= 1.0:
             raise MlkitError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
         if not 1 <= self.jpeg_quality <= 100:
