@@ -86,6 +86,24 @@ def run(edge, hem, cloud, frames_, reuse: str = "none") -> tuple[float, float, d
     return pulled[-1] - t0, total, {**worker.stats.snapshot(), "helper_cpu_ms": (helper_cpu_s() - cpu0) * 1000}
 
 
+def upload_work_ms(frames_, shape) -> tuple[float, float]:
+    """(shrink, JPEG encode) ms per frame, measured alone on this thread: the least an upload costs the edge."""
+    from mlkit.joint.cloud import shrink_to_fit
+    from mlkit.joint.worker import encode_jpeg
+
+    images = [f.image for f in frames_[:30]]
+    best = [float("inf"), float("inf")]
+    for _ in range(3):
+        t0 = time.perf_counter()
+        small = [shrink_to_fit(im, *shape) for im in images]
+        t1 = time.perf_counter()
+        for im in small:
+            encode_jpeg(im, 85)
+        t2 = time.perf_counter()
+        best = [min(best[0], (t1 - t0) / len(images)), min(best[1], (t2 - t1) / len(images))]
+    return best[0] * 1000, best[1] * 1000
+
+
 def tuned_spec(method: str, report: Path) -> tuple[dict, str]:
     """The filter spec at the threshold ``mlkit joint evaluate`` chose, else the method's defaults."""
     import json
@@ -218,6 +236,14 @@ def main() -> None:
         print(f"{method + ', incl. final cloud drain':<74}{'':>10}{span:>32}")
     print(f"({args.rounds} rounds; each joint run is compared with an edge-only run of the same frames just before it)")
     print()
+    shrink_ms, encode_ms = upload_work_ms(fs, model_hw)
+    print(f"upload work measured alone (this core, hot caches): shrink {shrink_ms:.2f} ms + JPEG {encode_ms:.2f} ms "
+          f"per uploaded frame, against {per_frame_ms:.2f} ms of edge work per frame")
+    for *_, stats in rows[:1]:
+        ratio = stats["upload_ratio"]
+        cap = per_frame_ms / (per_frame_ms + ratio * (shrink_ms + encode_ms))
+        print(f"at {ratio:.0%} uploads that work alone caps the edge-loop ratio at {cap:.2f}, before any HTTP or "
+              f"thread hand-off")
     cloud_name = cloud_src.relative_to(ROOT) if cloud_src.is_relative_to(ROOT) else cloud_src
     print(f"cloud model: {cloud_name}; reuse: {args.reuse}")
     for method, how, _, _, _, stats in rows:

@@ -15,6 +15,7 @@ from types import ModuleType
 PIPELINES: dict[str, str] = {
     "object-detection": "pipelines.object_detection",
     "joint-inference": "pipelines.joint_inference",
+    "joint-inference-video": "pipelines.joint_inference_video",
     "incremental-learning": "pipelines.incremental_learning",
 }
 

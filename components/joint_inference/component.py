@@ -21,11 +21,9 @@ def joint_inference(edge_model: Input[Model], dataset: Input[Dataset], endpoint:
     threshold tuned on ``tune_split`` ("" = tune on ``split``). ``report``: joint_evaluation.json and
     sweep.png. ``sweep``: the chart as HTML for the KFP UI. Returns the best filter's mAP@0.5.
     """
-    import base64
     import os
 
-    from mlkit.joint.evaluate import evaluate_on_dataset, write_report
-    from mlkit.joint.evaluate import metrics as flat_metrics
+    from mlkit.joint.evaluate import evaluate_on_dataset, write_pipeline_outputs
 
     path = os.path.join(edge_model.path, variant)
     if not os.path.isfile(os.path.join(path, "model.tflite")):
@@ -35,13 +33,8 @@ def joint_inference(edge_model: Input[Model], dataset: Input[Dataset], endpoint:
     result = evaluate_on_dataset(dataset.path, path, cloud_endpoint=endpoint, cloud_name=cloud_model, split=split,
                                  tune_split=tune_split or None, upload_budget=upload_budget, limit=limit or None,
                                  num_threads=num_threads, show_progress=False)
-    _, png = write_report(result, report.path)
-    for key, value in flat_metrics(result).items():
+    for key, value in write_pipeline_outputs(result, report.path, sweep.path).items():
         metrics.log_metric(key, value)
-    image = base64.b64encode(png.read_bytes()).decode()
-    table = result.table().replace("&", "&amp;").replace("<", "&lt;")
-    with open(sweep.path, "w") as f:
-        f.write(f'<html><body><img src="data:image/png;base64,{image}"/><pre>{table}</pre></body></html>')
     return float(result.best.test_map50)
 
 

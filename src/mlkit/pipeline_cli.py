@@ -176,7 +176,7 @@ def pipeline() -> None:
 def run_cmd(name: str, profile: str, dataset_uri: str, map_threshold: float | None, tflite_variant: str,
             params: tuple[str, ...], pipeline_root: Path) -> None:
     """Run pipeline NAME on this machine with kfp.local (object-detection, joint-inference,
-    incremental-learning)."""
+    joint-inference-video, incremental-learning)."""
     module = load_pipeline(name)
     kwargs = _arguments_for(module.run_local, name, {"dataset_uri": dataset_uri, "profile": profile,
                                                      "map_threshold": map_threshold,

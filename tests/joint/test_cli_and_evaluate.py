@@ -117,8 +117,9 @@ def test_evaluate_on_video_applies_the_workers_reuse_rule(edge_model, tmp_path):
         assert point.map50 == pytest.approx(coco_map(ds, final_sequence(edge, cloud, hard, rule, 8, clips))["map50"])
     result = evaluate_joint(ds, edge, cloud, filters=[{"method": "Keyframe", "param": {}}], show_progress=False,
                             order=FrameOrder(clips, "interpolate", 8))
-    assert result.reuse == "interpolate" and result.oracle == []  # no per-frame oracle when answers are shared
-    assert "24 test frames (reuse: interpolate)" in result.table()
+    # No per-frame oracle: answers are shared between frames.
+    assert (result.reuse, result.reuse_frames, result.oracle) == ("interpolate", 8, [])
+    assert "24 test frames (reuse: interpolate within 8 frames)" in result.table()
 
 
 def test_evaluate_cli_on_video_and_its_usage_errors(video, tmp_path):

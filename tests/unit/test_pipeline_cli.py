@@ -56,7 +56,7 @@ def test_no_repo_root_is_a_usage_error(tmp_path, monkeypatch):
 def test_unknown_pipeline_name(command, tmp_path):
     r = invoke(*command)
     assert r.exit_code == 2
-    known = "incremental-learning, joint-inference, object-detection"
+    known = "incremental-learning, joint-inference, joint-inference-video, object-detection"
     assert f"unknown pipeline 'nope'; known pipelines: {known}" in r.output
 
 

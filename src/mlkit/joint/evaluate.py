@@ -87,6 +87,15 @@ class JointEvaluation:
     # A bound, not a filter: frames ranked by the cloud's gain measured against the test ground truth.
     oracle: list[SweepPoint] = dataclasses.field(default_factory=list)
     reuse: str | None = None  # video clips: how frames not uploaded used nearby answers; None for still images
+    reuse_frames: int | None = None  # how far an answer reached (video clips with a reuse rule)
+
+    @property
+    def reuse_label(self) -> str:
+        """"interpolate within 8 frames", "none", ...; "" for still images."""
+        if self.reuse is None:
+            return ""
+        return self.reuse if self.reuse == "none" or self.reuse_frames is None else \
+            f"{self.reuse} within {self.reuse_frames} frames"
 
     def oracle_at_budget(self) -> SweepPoint | None:
         ok = [p for p in self.oracle if p.upload_ratio <= self.upload_budget + 1e-9]
@@ -110,7 +119,7 @@ class JointEvaluation:
 
     def table(self) -> str:
         width = max(14, *(len(f.filter) + 2 for f in self.filters))
-        kind = "test images" if self.reuse is None else f"test frames (reuse: {self.reuse})"
+        kind = "test images" if self.reuse is None else f"test frames (reuse: {self.reuse_label})"
         lines = [f"{self.num_images} {kind}   edge-only mAP@0.5 {self.edge_map50:.3f}   "
                  f"cloud-only {self.cloud_map50:.3f}   budget <= {100 * self.upload_budget:.0f}% uploads "
                  f"(thresholds tuned on {self.tuned_on})",
@@ -304,7 +313,7 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
     oracle = oracle_points(test, edge_test, cloud_test) if reuse in (None, "none") else []
     return JointEvaluation(len(test), float(coco_map(test, edge_test)["map50"]),
                            float(coco_map(test, cloud_test)["map50"]), upload_budget, results, jpeg, js, tuned_on,
-                           oracle, reuse)
+                           oracle, reuse, None if reuse in (None, "none") else order.reuse_frames)
 
 
 def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
@@ -331,7 +340,7 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     ax.set_xlabel("upload ratio (hard frames sent to the cloud)")
     ax.set_ylabel("joint mAP@0.5")
     ax.set_title(f"Hard-example mining on {evaluation.num_images} test images" if evaluation.reuse is None else
-                 f"Hard-example mining on {evaluation.num_images} video frames, reuse: {evaluation.reuse}")
+                 f"Hard-example mining on {evaluation.num_images} video frames, reuse: {evaluation.reuse_label}")
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -359,8 +368,12 @@ def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_en
         def cloud_predict(ims):
             return big.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
     else:
+        import logging
+
         from mlkit.client.http import ServingClient
 
+        # httpx logs every request at INFO, and KFP runs tasks at INFO: thousands of lines would bury the task log.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         client = ServingClient(cloud_endpoint, cloud_name)
         client.wait_ready(60)
 
@@ -448,6 +461,22 @@ def write_report(evaluation: JointEvaluation, out_dir: str | Path) -> tuple[Path
     png = out_dir / "sweep.png"
     plot_sweep(evaluation, png)
     return js, png
+
+
+def write_pipeline_outputs(evaluation: JointEvaluation, report_dir: str | Path, sweep_html: str | Path
+                           ) -> dict[str, float]:
+    """What the KFP joint components publish: the report folder (``write_report``), the chart and table as one HTML
+    page for the KFP UI, and the flat metrics (returned)."""
+    import base64
+
+    from mlkit.data.atomic import atomic_write_text
+
+    _, png = write_report(evaluation, report_dir)
+    image = base64.b64encode(png.read_bytes()).decode()
+    table = evaluation.table().replace("&", "&amp;").replace("<", "&lt;")
+    atomic_write_text(sweep_html, f'<html><body><img src="data:image/png;base64,{image}"/><pre>{table}</pre>'
+                                  f'</body></html>')
+    return metrics(evaluation)
 
 
 def metrics(evaluation: JointEvaluation) -> dict[str, float]:
