@@ -68,6 +68,18 @@ def test_undecodable_image(bad_server):
     assert_error(post(bad_server, V2, json=body), 400, "decoded")
 
 
+def test_image_too_large_is_refused_from_its_header(bad_server):
+    import cv2
+    import numpy as np
+
+    # 9000x9000 grey PNG: about 80 KB on the wire, 243 MB once decoded to RGB. Refused before decoding.
+    ok, png = cv2.imencode(".png", np.zeros((9000, 9000), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    b64 = base64.b64encode(png.tobytes()).decode()
+    assert_error(post(bad_server, V1, json={"instances": [{"b64": b64}]}), 400, "9000x9000", "sides must be 1..8192")
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64]}]}
+    assert_error(post(bad_server, V2, json=body), 400, "sides must be")
+
+
 def test_empty_instances(bad_server):
     assert_error(post(bad_server, V1, json={"instances": []}), 400, "empty")
     body = {"inputs": [{"name": "image", "shape": [0], "datatype": "BYTES", "data": []}]}

@@ -34,10 +34,31 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
 
     if not data:
         raise InvalidInput(f"{where} is empty: send JPEG or PNG bytes")
+    w, h = _header_size(data, where)
+    # A 1 MB PNG can claim 30000x30000 pixels: check the header's size before decoding allocates it.
+    if min(w, h) < 1 or max(w, h) > MAX_IMAGE_SIDE:
+        raise InvalidInput(f"{where} has size {w}x{h}; sides must be 1..{MAX_IMAGE_SIDE}: resize it before sending")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)  # decoded straight to RGB: no cvtColor pass
     if img is None:
         raise InvalidInput(f"{where} could not be decoded: send a JPEG or PNG image ({len(data)} bytes received)")
     return img
+
+
+def _header_size(data: bytes, where: str) -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding its pixels."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
+            return im.size
+    except Image.DecompressionBombError:  # Pillow's own limit (about 179 Mpx), far above ours
+        raise InvalidInput(f"{where} claims over 179 million pixels; sides must be 1..{MAX_IMAGE_SIDE}: resize it "
+                           f"before sending") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # SyntaxError: Pillow's broken-header
+        raise InvalidInput(f"{where} could not be decoded: send a JPEG or PNG image ({len(data)} bytes received; "
+                           f"{type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 def decode_b64(text: Any, where: str) -> bytes:
