@@ -10,7 +10,8 @@ from mlkit.errors import MlkitError
 
 
 def friendly(fn):
-    """``MlkitError`` (and a missing file) become a click usage error: a message and exit code 2, no traceback."""
+    """``MlkitError`` and file-system errors (a missing file, a folder where a file goes, no permission) become a click
+    usage error: a message and exit code 2, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -20,5 +21,8 @@ def friendly(fn):
             raise click.UsageError(str(exc)) from None
         except FileNotFoundError as exc:
             raise click.UsageError(f"file not found: {exc.filename or exc}") from None
+        except (IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+            path = f"{exc.filename}: " if exc.filename else ""
+            raise click.UsageError(f"{path}{exc.strerror or exc}; check the paths in your options or spec") from None
 
     return wrapper

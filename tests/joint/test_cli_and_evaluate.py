@@ -25,6 +25,43 @@ def test_joint_run_cli_end_to_end(video, cloud_server, tmp_path):
     assert [r["frame"] for r in records] == list(range(10)) and all(r["source"] == "cloud" for r in records)
 
 
+def test_output_paths_that_cannot_be_written_are_usage_errors(video, cloud_server, tmp_path):
+    import yaml
+
+    every_frame = {"name": "Uncertainty", "parameters": [{"key": "threshold_uncertainty", "value": "0.0"}]}
+    config = joint_spec(tmp_path, video, cloud_server.url, every_frame)
+    (tmp_path / "out" / "results.jsonl").mkdir(parents=True)  # a folder where the results file goes
+    result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 2 and "results.jsonl: Is a directory" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    data = yaml.safe_load(config.read_text())
+    params = data["spec"]["edgeWorker"]["workerSpec"]["parameters"]
+    (tmp_path / "taken").write_text("a file where a folder goes")
+    moved = {"results": str(tmp_path / "out2" / "results.jsonl"), "hard_example_store": str(tmp_path / "taken")}
+    for p in params:
+        p["value"] = moved.get(p["key"], p["value"])
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 2 and "taken: File exists" in result.output, result.output
+
+
+def test_the_first_fallback_of_each_kind_says_why(video, cloud_server, tmp_path, caplog):
+    import yaml
+
+    every_frame = {"name": "Uncertainty", "parameters": [{"key": "threshold_uncertainty", "value": "0.0"}]}
+    config = joint_spec(tmp_path, video, cloud_server.url, every_frame)
+    data = yaml.safe_load(config.read_text())
+    data["spec"]["cloudWorker"]["model"]["name"] = "nosuchmodel"
+    config.write_text(yaml.safe_dump(data))
+    with caplog.at_level("WARNING", logger="mlkit.joint.worker"):
+        result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "cloud http_4xx (404" in warnings[0] and "nosuchmodel" in warnings[0], warnings
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["fallback_reasons"] == {"http_4xx": 10}
+
+
 def test_evaluate_joint_endpoints_and_sweep(edge_model):
     """Random at ratio 0 is the edge, at ratio 1 the cloud; sweeps stay within [0, 1] and are scored by COCO mAP."""
     import tempfile

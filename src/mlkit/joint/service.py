@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -54,24 +55,19 @@ def run_service(service: JointInferenceService, *, echo: Callable[[str], None] =
                            hard_cloud=_path(edge_p["hard_example_cloud_inference_output"]),
                            hard_example_store=_path(edge_p["hard_example_store"]),
                            display_threshold=edge_p["display_threshold"])
-    cloud = None
-    if cloud_p is not None:
-        cloud = CloudClient(CloudConfig(cloud_p["endpoint"], service.spec.cloudWorker.model.name,
-                                        protocol=cloud_p["protocol"], timeout_s=cloud_p["timeout_ms"] / 1000,
-                                        max_in_flight=cloud_p["max_in_flight"],
-                                        upload_max_hw=cloud_p["upload_max_shape"],
-                                        upload_batch=cloud_p["upload_batch"],
-                                        upload_wait_ms=cloud_p["upload_wait_ms"],
-                                        score_threshold=edge_p["score_threshold"]))
-    try:
-        source = open_source(edge_p["video_url"], realtime=edge_p["realtime"])
-    except Exception:
-        if cloud is not None:
-            cloud.close()
-        raise
     from tqdm.auto import tqdm
 
-    with source, OutputWriter(outputs, edge.meta.class_names) as writer:
+    # The source first (a missing video leaves no truncated results behind), then the outputs, then the cloud
+    # connection; the stack closes whatever was opened, in reverse, also when a later step fails.
+    cloud_config = None if cloud_p is None else CloudConfig(
+        cloud_p["endpoint"], service.spec.cloudWorker.model.name, protocol=cloud_p["protocol"],
+        timeout_s=cloud_p["timeout_ms"] / 1000, max_in_flight=cloud_p["max_in_flight"],
+        upload_max_hw=cloud_p["upload_max_shape"], upload_batch=cloud_p["upload_batch"],
+        upload_wait_ms=cloud_p["upload_wait_ms"], score_threshold=edge_p["score_threshold"])
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open_source(edge_p["video_url"], realtime=edge_p["realtime"]))
+        writer = stack.enter_context(OutputWriter(outputs, edge.meta.class_names))
+        cloud = None if cloud_config is None else stack.enter_context(CloudClient(cloud_config))
         worker = JointWorker(edge, hem, cloud, config, on_result=writer.write, report=echo)
         frames = iter(source)
         if edge_p["max_frames"]:
@@ -79,13 +75,9 @@ def run_service(service: JointInferenceService, *, echo: Callable[[str], None] =
         total = source.info.frames if source.info is not None else None
         if edge_p["max_frames"]:
             total = min(total or edge_p["max_frames"], edge_p["max_frames"])
-        try:
-            with tqdm(total=total or None, unit="frame", desc="joint", disable=not progress) as bar:
-                for _ in worker.run(frames):
-                    bar.update(1)
-        finally:
-            if cloud is not None:
-                cloud.close()
+        with tqdm(total=total or None, unit="frame", desc="joint", disable=not progress) as bar:
+            for _ in worker.run(frames):
+                bar.update(1)
         end = source.end.message if source.end is not None else f"stopped after {edge_p['max_frames']} frames"
     stats = worker.stats.snapshot()
     if edge_p["stats"]:

@@ -124,6 +124,7 @@ class JointWorker:
         self.on_result = on_result
         self.report = report or log.info
         self.stats = JointStats()
+        self._told: set[str] = set()  # fallback kinds already logged as a warning
 
     def _finish(self, p: _Pending, outcome: CloudOutcome | None, before: tuple[int, Detections] | None = None,
                 after: tuple[int, Detections] | None = None) -> FrameResult:
@@ -134,9 +135,12 @@ class JointWorker:
             else:
                 cloud, fallback, cloud_ms = outcome.detections, outcome.fallback, outcome.latency_ms
                 p.uploaded = outcome.uploaded_bytes
-                if fallback is not None and fallback != "busy":
-                    log.debug("frame %d: cloud %s (%s); keeping the edge result", p.frame.index, fallback,
-                              outcome.detail)
+                if fallback is not None:
+                    # The first fallback of each kind says why (a wrong model name, a refused connection), once.
+                    level = logging.DEBUG if fallback in self._told else logging.WARNING
+                    self._told.add(fallback)
+                    log.log(level, "frame %d: cloud %s (%s); keeping the edge result%s", p.frame.index, fallback,
+                            outcome.detail, "" if level == logging.DEBUG else " (later ones of this kind: debug log)")
         near = tuple(x[0] for x in (before, after) if x is not None) if cloud is None else ()
         result = FrameResult(p.frame.index, float(p.frame.timestamp), bool(p.judgement.is_hard),
                              float(p.judgement.score), p.edge, cloud, fallback, p.edge_ms, cloud_ms,
