@@ -122,12 +122,29 @@ def test_plain_serve_keeps_working_without_a_subcommand(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(server, "run_server", lambda model_dir, **kw: seen.update(kw, model_dir=model_dir))
-    r = _cli("--model-dir", tmp_path, "--port", 9000, "--max-batch-size", 4)
+    http, grpc = server.free_port(), server.free_port()
+    r = _cli("--model-dir", tmp_path, "--port", http, "--grpc-port", grpc, "--max-batch-size", 4)
     assert r.exit_code == 0, r.output
-    assert seen["model_dir"] == tmp_path and seen["http_port"] == 9000 and seen["max_batch_size"] == 4
+    assert seen["model_dir"] == tmp_path and seen["http_port"] == http and seen["max_batch_size"] == 4
     assert seen["host"] == "127.0.0.1"
     r = _cli()
     assert r.exit_code == 2 and "Missing option '--model-dir'" in r.output
+
+
+def test_plain_serve_refuses_a_busy_port_or_a_bad_host_before_starting(monkeypatch, tmp_path):
+    import mlkit.serving.server as server
+
+    monkeypatch.setattr(server, "run_server", lambda *a, **kw: pytest.fail("the server should not start"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _cli("--model-dir", tmp_path, "--port", server.free_port(), "--grpc-port", port)
+        assert r.exit_code == 2 and f"port {port} on 127.0.0.1 is in use; choose another --grpc-port" in r.output
+    r = _cli("--model-dir", tmp_path, "--host", "not a host", "--port", server.free_port())
+    assert r.exit_code == 2 and "--host 'not a host' is not an address" in r.output
+    r = _cli("--model-dir", tmp_path, "--port", 9009, "--grpc-port", 9009)
+    assert r.exit_code == 2 and "both 9009" in r.output
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")

@@ -65,12 +65,39 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
     if model_dir is None and graph_config is None:
         raise click.UsageError("Missing option '--model-dir' or '--graph-config' (or use a subcommand: start, stop, "
                                "status, manifest, deploy, delete).")
+    if http_port == grpc_port:
+        raise click.UsageError(f"--port and --grpc-port are both {http_port}; give them different ports")
+    for port, option in ((http_port, "--port"), (grpc_port, "--grpc-port")):
+        _check_bindable(host, port, option)
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
     from mlkit.serving.server import run_server
 
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
                max_latency_ms=max_latency_ms, num_threads=threads, instances=instances, max_payload_mb=max_payload_mb,
                poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log)
+
+
+def _check_bindable(host: str, port: int, option: str) -> None:
+    """A usage error now for a host that is not this machine's or a port in use, rather than a traceback from
+    uvicorn or gRPC once the server is half up. (The port could still be taken in between: that is rare.)"""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise click.UsageError(f"--host {host!r} is not an address ({exc}); give an address of this machine, such as "
+                               f"127.0.0.1, or 0.0.0.0 for every interface") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a port in TIME_WAIT is free
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.UsageError(f"port {port} on {host} is in use; choose another {option}, or use `mlkit serve "
+                                       f"start`, which picks a free port") from None
+            raise click.UsageError(f"cannot listen on {host}:{port} ({exc.strerror}); --host must be an address of "
+                                   f"this machine, such as 127.0.0.1 or 0.0.0.0") from None
 
 
 # --------------------------------------------------------------------------- detached local servers
