@@ -39,6 +39,25 @@ class DetectorMeta:
     def from_config(cls, cfg) -> DetectorMeta:
         return cls(cfg.name, cfg.input_width, cfg.input_height, cfg.stride, tuple(cfg.class_names))
 
+    def __post_init__(self) -> None:
+        def bad(field: str, value, want: str) -> MlkitError:
+            return MlkitError(f"model metadata: {field} must be {want}, got {value!r}")
+
+        if not isinstance(self.name, str) or not self.name:
+            raise bad("name", self.name, "a non-empty string")
+        for field in ("input_width", "input_height", "stride"):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8192:
+                raise bad(field, v, "an integer in 1..8192")
+        names = self.class_names
+        if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
+            raise bad("class_names", names, "a non-empty list of class names")
+        object.__setattr__(self, "class_names", tuple(names))
+        for field in ("score_threshold", "iou_threshold"):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+                raise bad(field, v, "a number in [0, 1]")
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["class_names"] = list(self.class_names)
@@ -53,13 +72,17 @@ class DetectorMeta:
             raise MlkitError(f"{path} not found: a model folder needs {METADATA} next to model.tflite") from None
         except json.JSONDecodeError as exc:
             raise MlkitError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(data, dict):
+            raise MlkitError(f"{path}: expected a JSON object with name, input_width, ..., got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         missing = {"name", "input_width", "input_height", "stride", "class_names"} - set(data)
         if missing:
             raise MlkitError(f"{path}: missing fields {sorted(missing)}")
         data = {k: v for k, v in data.items() if k in known}
-        data["class_names"] = tuple(data["class_names"])
-        return cls(**data)
+        try:
+            return cls(**data)
+        except MlkitError as exc:
+            raise MlkitError(f"{path}: {exc}") from None
 
 
 class _Base:
@@ -140,7 +163,16 @@ class TFLiteDetector(_Base):
             raise MlkitError(f"{model_path} is not a valid TFLite model: {exc}") from exc
         self.num_threads = num_threads
         self._batch = 0
+        h, w = (int(v) for v in self.interpreter.get_input_details()[0]["shape"][1:3])
+        if (h, w) != (self.meta.input_height, self.meta.input_width):
+            raise MlkitError(f"{model_path.parent / METADATA} says the input is {self.meta.input_height}x"
+                             f"{self.meta.input_width} (HxW), but {model_path.name} takes {h}x{w}: the metadata "
+                             f"belongs to another model; copy the one exported with this model")
         self._resize(1)
+        classes = int(self._out_scores["shape"][-1])
+        if classes != len(self.meta.class_names):
+            raise MlkitError(f"{model_path.parent / METADATA} names {len(self.meta.class_names)} classes, but "
+                             f"{model_path.name} scores {classes}: the metadata belongs to another model")
 
     def _resize(self, n: int) -> None:
         if self._batch == n:  # the details below cost more than a small model's pre- and postprocessing
