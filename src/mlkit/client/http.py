@@ -59,6 +59,8 @@ class _Base:
             raise MlkitError(f"encoding must be 'jpeg', 'png' or 'raw', got {encoding!r}")
         if encoding == "raw" and protocol == "v1":
             raise MlkitError("encoding='raw' needs protocol='v2' (v1 would send pixels as JSON lists)")
+        if not url.startswith(("http://", "https://")):
+            raise MlkitError(f"server URL must start with http:// or https://, got {url!r}")
         self.url, self.model, self.protocol, self.version = url.rstrip("/"), model, protocol, version
         self.encoding, self.jpeg_quality = encoding, jpeg_quality
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
@@ -148,16 +150,28 @@ class ServingClient(_Base):
         return self.parse(r)
 
     def ready(self) -> bool:
-        try:
-            return self._http.get(f"/v2/models/{self.model}/ready").status_code == 200
-        except httpx.TransportError:
-            return False
+        return self._readiness() is None
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        end = time.monotonic() + timeout
-        while not self.ready():
-            if time.monotonic() > end:
-                raise ServingError(f"model {self.model} at {self.url} not ready after {timeout}s")
+    def _readiness(self) -> str | None:
+        """None when the model is ready, else why not."""
+        try:
+            status = self._http.get(f"/v2/models/{self.model}/ready").status_code
+        except httpx.TransportError as exc:
+            return f"cannot reach the server ({type(exc).__name__}: {exc}); is it running?"
+        if status == 404:
+            return f"the server does not serve a model named {self.model!r} (HTTP 404)"
+        return None if status == 200 else f"the model is not ready (HTTP {status})"
+
+    def wait_ready(self, timeout: float = 30.0, unknown_model_s: float = 5.0) -> None:
+        """Wait for the model; a server that keeps answering 404 for ``unknown_model_s`` fails at once (a model still
+        loading is listed within a poll or two)."""
+        start = time.monotonic()
+        first_404 = None
+        while (why := self._readiness()) is not None:
+            now = time.monotonic()
+            first_404 = (first_404 or now) if "HTTP 404" in why else None
+            if now - start > timeout or (first_404 is not None and now - first_404 > unknown_model_s):
+                raise ServingError(f"model {self.model} at {self.url} not ready after {now - start:.0f}s: {why}")
             time.sleep(0.2)
 
     def close(self) -> None:

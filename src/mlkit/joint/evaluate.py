@@ -375,7 +375,7 @@ def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_en
         # httpx logs every request at INFO, and KFP runs tasks at INFO: thousands of lines would bury the task log.
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         client = ServingClient(cloud_endpoint, cloud_name)
-        client.wait_ready(60)
+        client.wait_ready(30)
 
         def cloud_predict(ims):
             return client.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
