@@ -248,6 +248,16 @@ def test_coco_malformed_annotation(tmp_path: Path, ann: str, expect: str) -> Non
     assert "annotations.json:5:" in str(info.value) and expect in str(info.value)
 
 
+def test_coco_size_that_is_not_the_image_size_is_refused(tmp_path: Path) -> None:
+    _image(tmp_path / "a.jpg", w=512, h=384)  # the entry says 64x48: boxes would be rescaled by 8x
+    path = tmp_path / "annotations.json"
+    ann = '{"id": 7, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}'
+    path.write_text("\n".join(_COCO_LINES).replace("ANN", ann))
+    with pytest.raises(DataFormatError, match=r"annotations\.json:1: image id 1: width/height say 64x48, but a.jpg "
+                                              r"is 512x384"):
+        read_coco(path)
+
+
 def test_coco_invalid_json_and_missing_image(tmp_path: Path) -> None:
     path = tmp_path / "annotations.json"
     path.write_text('{\n "images": [\n  {"id": 1,},\n ]\n}\n')

@@ -149,11 +149,15 @@ def _read_images(doc: _Doc, entries: list, root: Path) -> tuple[dict[Any, dict],
             raise doc.error("images", i, f"image id {image_id}: file not found: {file}; file_name is "
                             f"relative to {root} (pass image_root= if the images live elsewhere)")
         w, h = img.get("width"), img.get("height")
-        if w is None or h is None:  # optional in some exports: read the header
-            w, h = image_size(file)
+        real = image_size(file)  # the header only
+        if w is None or h is None:  # optional in some exports
+            w, h = real
         if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
             raise doc.error("images", i, f"image id {image_id}: width/height must be positive integers, "
                             f"got {w!r}x{h!r}")
+        if (w, h) != real:  # boxes would be rescaled to the wrong size on conversion
+            raise doc.error("images", i, f"image id {image_id}: width/height say {w}x{h}, but {file.name} is "
+                            f"{real[0]}x{real[1]}; fix them (or drop both to read them from the file)")
         meta = img.get("mlkit")
         meta = meta if isinstance(meta, dict) else {}
         images[image_id] = {"path": file, "width": w, "height": h, "meta": meta}
