@@ -9,6 +9,37 @@ from pathlib import Path
 from typing import Any
 
 
+def check_dataset_uri(uri: str, on_this_machine: bool) -> str:
+    """``uri`` if the download step can take it: "" (generate), a local path, file://, s3:// or https://.
+
+    ``on_this_machine`` (kfp.local): a local path must exist here. On a cluster it is a path inside the task's pod
+    (a mounted volume), which cannot be checked from here.
+    """
+    from mlkit.data.storage import parse_uri
+    from mlkit.errors import MlkitError
+
+    if not uri:
+        return uri
+    scheme, location = parse_uri(uri)  # StorageError names an unsupported scheme or a malformed URI
+    if on_this_machine and scheme == "file" and not Path(location).exists():
+        raise MlkitError(f"dataset_uri {uri}: {location} does not exist; give an existing dataset folder, an s3:// or "
+                         f"https:// URI, or leave it empty to generate synthetic data")
+    return uri
+
+
+def check_fraction(name: str, value: float | str) -> float:
+    """``value`` as a float in [0, 1]; ``MlkitError`` otherwise."""
+    from mlkit.errors import MlkitError
+
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise MlkitError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= x <= 1.0:
+        raise MlkitError(f"{name} must be in [0, 1], got {x:g}")
+    return x
+
+
 def run_with_kfp_local(pipeline: Callable, pipeline_root: str | Path, arguments: dict[str, Any]) -> Any:
     """Run ``pipeline(**arguments)`` with kfp.local (one subprocess per task, this Python); returns the task.
 

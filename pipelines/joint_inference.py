@@ -29,7 +29,7 @@ from components.common import default_base_image
 from components.joint_inference import component as joint_component
 from components.publish import component as publish_component
 from components.serve import component as serve_component
-from pipelines._local import compile_main, run_with_kfp_local
+from pipelines._local import check_dataset_uri, compile_main, run_with_kfp_local
 from pipelines.object_detection import _cluster_settings, build_dataset_source
 
 PIPELINE_NAME = "joint-inference"
@@ -89,6 +89,7 @@ def run_arguments(little_uri: str | None = None, big_uri: str | None = None, dat
     from mlkit.profiles import get_profile
 
     get_profile(profile)
+    check_dataset_uri(dataset_uri, on_this_machine=False)
     uris = {}
     for name, uri in (("little", little_uri), ("big", big_uri)):
         uri = uri or str(REPO / "models" / name / "tflite")
@@ -120,8 +121,8 @@ def run_local(pipeline_root: str | Path, little_uri: str | None = None, big_uri:
     """Run with kfp.local and summarize. The cloud server is stopped afterwards unless ``keep_serving``."""
     from mlkit.serving import lifecycle
 
-    arguments = run_arguments(little_uri, big_uri, dataset_uri, profile, tflite_variant, upload_budget, limit,
-                              "local", serve_name)
+    arguments = run_arguments(little_uri, big_uri, check_dataset_uri(dataset_uri, on_this_machine=True), profile,
+                              tflite_variant, upload_budget, limit, "local", serve_name)
     try:
         task = run_with_kfp_local(joint_inference, pipeline_root, arguments)
     finally:

@@ -42,7 +42,7 @@ from components.generate_dataset import component as generate_component
 from components.publish import component as publish_component
 from components.serve import component as serve_component
 from components.train import component as train_component
-from pipelines._local import compile_main, run_with_kfp_local
+from pipelines._local import check_dataset_uri, check_fraction, compile_main, run_with_kfp_local
 
 PIPELINE_NAME = "object-detection"
 MODELS = ("little", "big")
@@ -192,7 +192,8 @@ def run_arguments(dataset_uri: str = "", profile: str = "test", map_threshold: f
     from mlkit.models.export import VARIANTS
     from mlkit.profiles import get_profile
 
-    gate = get_profile(profile).map_gate if map_threshold is None else float(map_threshold)
+    gate = get_profile(profile).map_gate if map_threshold is None else check_fraction("map_threshold", map_threshold)
+    check_dataset_uri(dataset_uri, on_this_machine=False)
     if tflite_variant not in VARIANTS:
         raise MlkitError(f"unknown TFLite variant {tflite_variant!r}; choose from {list(VARIANTS)}")
     if serve_mode not in ("local", "cluster"):
@@ -216,7 +217,8 @@ def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "
     for bad arguments (see ``run_arguments``) and ``RuntimeError`` naming the failed task when a task
     fails (kfp.local has printed its log).
     """
-    arguments = run_arguments(dataset_uri, profile, map_threshold, tflite_variant, "local", serve_name)
+    arguments = run_arguments(check_dataset_uri(dataset_uri, on_this_machine=True), profile, map_threshold,
+                              tflite_variant, "local", serve_name)
     task = run_with_kfp_local(object_detection, pipeline_root, arguments)
     return summarize(task.outputs, arguments["map_threshold"], tflite_variant)
 

@@ -96,7 +96,7 @@ def _run_options(fn: Callable) -> Callable:
         click.option("--dataset-uri", default="", metavar="URI",
                      help="Dataset to download (local path, file://, s3://, https://); "
                           "empty: generate synthetic scenes for the profile."),
-        click.option("--map-threshold", type=float, default=None, metavar="X",
+        click.option("--map-threshold", type=click.FloatRange(0, 1), default=None, metavar="X",
                      help="Publish only if the big model's mAP@0.5 >= X (default: the profile's gate)."),
         click.option("--tflite-variant", type=click.Choice(_VARIANTS), default="int8", show_default=True,
                      help="TFLite variant to evaluate and publish."),

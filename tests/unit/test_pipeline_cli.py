@@ -259,6 +259,24 @@ def test_run_rejects_unknown_profile_and_variant(tmp_path):
     assert invoke("run", "object-detection", "--tflite-variant", "int4").exit_code == 2
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--dataset-uri", "gs://bucket/data"), "unsupported URI scheme 'gs://'"),
+    (("--dataset-uri", "/no/such/dataset"), "/no/such/dataset does not exist"),
+    (("--map-threshold", "5"), "5.0 is not in the range 0<=x<=1"),
+    (("--param", "map_threshold=-1"), "map_threshold must be in [0, 1], got -1"),
+])
+def test_run_checks_the_dataset_and_gate_before_starting(tmp_path, args, message):
+    result = invoke("run", "object-detection", *args, "--pipeline-root", str(tmp_path))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_a_cluster_path_is_not_checked_on_this_machine():
+    import pipelines.object_detection as od
+
+    assert od.run_arguments(dataset_uri="/mnt/data/site-a")["dataset_uri"] == "/mnt/data/site-a"
+
+
 def test_cli_variants_match_the_library():
     from mlkit.models.export import VARIANTS
 
