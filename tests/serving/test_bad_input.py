@@ -106,3 +106,20 @@ def test_broken_models_logged_and_others_served(bad_server, images, h):
     body, headers = h.v2_binary(images[:1])
     assert post(bad_server, "/v2/models/broken/infer", content=body, headers=headers).status_code == 503
     assert post(bad_server, V2, content=body, headers=headers).status_code == 200
+
+
+def test_client_errors_are_one_warning_line_in_the_log_not_a_traceback(bad_server):
+    import time
+
+    before = len(bad_server.log_text().splitlines())
+    assert post(bad_server, V1, json={"instances": [{"b64": "%%%"}]}).status_code == 400
+    assert post(bad_server, "/v2/models/marker-missing-model/infer", json={"inputs": []}).status_code == 404
+    for _ in range(50):  # the server writes its log asynchronously
+        new = bad_server.log_text().splitlines()[before:]
+        if sum("POST" in line for line in new) >= 2:
+            break
+        time.sleep(0.1)
+    assert any(" WARNING " in line and "400 POST /v1/models/helmet:predict: instance 0: invalid base64" in line
+               for line in new), new
+    assert any(" WARNING " in line and "404 POST /v2/models/marker-missing-model/infer" in line for line in new), new
+    assert not any("Traceback" in line or " ERROR " in line for line in new), new

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from fastapi import Request  # at module level: FastAPI resolves the handlers' string annotations here
@@ -48,6 +49,8 @@ def _enable_mlkit_loggers() -> None:
         mlkit_log.addHandler(handler)
         mlkit_log.setLevel(logging.INFO)
         mlkit_log.propagate = False
+    # KServe's own v1 routes still use ORJSONResponse: FastAPI warns on the first request, into the server log.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
 
 
 class PayloadLimit:
@@ -119,6 +122,23 @@ SMALL_JSON_HEAD = 16 * 1024  # bytes of JSON parsed on the event loop (tens of m
 def _small_json_head(headers) -> bool:
     length = headers.get("inference-header-content-length", "")
     return length.isdigit() and int(length) <= SMALL_JSON_HEAD
+
+
+def _add_client_error_handlers(app) -> None:
+    """KServe's handlers log every client error at ERROR with a 30-line traceback; a bad request is the client's
+    problem: one WARNING line, and the same status and message as KServe's."""
+    from fastapi.responses import JSONResponse
+    from kserve.errors import InvalidInput, ModelNotFound
+
+    def handler_for(status: int):
+        async def handler(request: Request, exc: Exception):
+            log.warning("%d %s %s: %s", status, request.method, request.url.path, exc)
+            return JSONResponse(status_code=status, content={"error": str(exc)})
+
+        return handler
+
+    for exc_type, status in ((InvalidInput, 400), (ModelNotFound, 404)):
+        app.add_exception_handler(exc_type, handler_for(status))
 
 
 def _install_routes(app, dataplane, max_payload_bytes: int, response_delay_ms: float = 0.0) -> None:
@@ -226,7 +246,14 @@ def _make_server_class():
             await self._server.start()
             await self._server.wait_for_termination()
 
-    class QuietRESTServer(RESTServer):
+    class MlkitRESTServer(RESTServer):
+        """KServe's REST server; client errors are logged as one line."""
+
+        def _add_exception_handlers(self, app) -> None:
+            super()._add_exception_handlers(app)
+            _add_client_error_handlers(app)  # after KServe's, which they replace
+
+    class QuietRESTServer(MlkitRESTServer):
         """KServe's REST server without per-request log lines.
 
         KServe's only middlewares log: two timing lines per request (wall and CPU) and an optional access
@@ -262,7 +289,7 @@ def _make_server_class():
             if not ready:
                 log.warning("no model is ready under %s; serving anyway (load models later)", self.repository.root)
             _install_routes(kms.app, self.dataplane, self.max_payload_bytes, self.response_delay_ms)
-            rest_class = RESTServer if self.access_log else QuietRESTServer
+            rest_class = MlkitRESTServer if self.access_log else QuietRESTServer
             self._rest_server = rest_class(kms.FASTAPI_APP_IMPORT_STRING, self.dataplane,
                                            self.model_repository_extension, self.http_port,
                                            grace_period=self.grace_period, event_loop="asyncio",
