@@ -47,6 +47,17 @@ def test_malformed_json(bad_server):
     assert_error(post(bad_server, V2, json={"nothing": 1}), 400, "inputs")
 
 
+def test_binary_body_without_or_with_a_wrong_json_length_header_names_the_header(bad_server, images, h):
+    body, headers = h.v2_binary(images[:1])
+    length = int(headers["inference-header-content-length"])
+    bare = {k: v for k, v in headers.items() if k.lower() != "inference-header-content-length"}
+    assert_error(post(bad_server, V2, content=body, headers=bare), 400, "needs the inference-header-content-length")
+    longer = {**bare, "inference-header-content-length": str(length + 20)}
+    assert_error(post(bad_server, V2, content=body, headers=longer), 400, f"the first {length + 20} bytes",
+                 "exact length of the JSON part")
+    assert_error(post(bad_server, V1, json="x"), 400, "must be a JSON object with 'instances', got a string")
+
+
 def test_wrong_shape_or_dtype(bad_server):
     assert_error(post(bad_server, V1, json={"instances": [[[1, 2], [3, 4]]]}), 400, "shape")
     four = {"inputs": [{"name": "image", "shape": [1, 2, 2, 4], "datatype": "UINT8", "data": [0] * 16}]}

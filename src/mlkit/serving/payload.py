@@ -117,6 +117,8 @@ def parse_v1(body: Any) -> tuple[list[np.ndarray], dict]:
         try:
             body = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            if isinstance(body, str):  # KServe already decoded the body: it was a JSON string
+                raise InvalidInput("request body must be a JSON object with 'instances', got a string") from None
             raise InvalidInput(f"request body is not valid JSON ({exc})") from None
     if not isinstance(body, Mapping):
         raise InvalidInput(f"request body must be a JSON object with 'instances', got {type(body).__name__}")
@@ -199,6 +201,14 @@ def thresholds(params: Mapping | None) -> Thresholds:
 
 # --- v2 REST bodies, parsed here so binary BYTES tensors survive (kserve 0.21 UTF-8-decodes them) ---
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def parse_v2_rest(body: bytes, headers: Mapping[str, str], model_name: str,
                   model_version: str | None = None) -> InferRequest:
     """A v2 REST body (JSON, or JSON + binary tensors with ``inference-header-content-length``)."""
@@ -218,6 +228,12 @@ def parse_v2_rest(body: bytes, headers: Mapping[str, str], model_name: str,
     try:
         doc = orjson.loads(head)
     except orjson.JSONDecodeError as exc:
+        if header_len is not None:
+            raise InvalidInput(f"the first {len(head)} bytes (inference-header-content-length) are not valid JSON "
+                               f"({exc}); the header must be the exact length of the JSON part") from None
+        if b"\x00" in body or not _is_utf8(body):
+            raise InvalidInput("request body is not JSON; a body with binary tensor data needs the "
+                               "inference-header-content-length header (the length of its JSON part)") from None
         raise InvalidInput(f"request body is not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise InvalidInput("a v2 request body must be a JSON object with 'inputs'")
