@@ -80,6 +80,31 @@ def test_incomplete_version_is_not_loaded(live, exported_model):
     assert httpx.get(f"{server.url}/v2/models/helmet/ready").status_code == 200
 
 
+def test_a_new_version_that_stays_broken_is_reported_once(live, exported_model):
+    from mlkit.serving.repository import incomplete_reason
+
+    server, repo = live
+    broken = repo / "helmet" / "6"
+    broken.mkdir()
+    (broken / "model.tflite").write_bytes(b"garbage, not a TFLite flatbuffer")
+    (broken / "metadata.json").write_text((exported_model / "metadata.json").read_text())
+    assert incomplete_reason(broken) == "model.tflite is not a TFLite model (no TFL3 header)"
+    for _ in range(60):  # the warning comes once the folder has been unchanged for a poll (0.3 s here)
+        if "version 6" in server.log_text():
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # three more polls: still one warning
+    lines = [line for line in server.log_text().splitlines() if "helmet version 6" in line]
+    assert len(lines) == 1 and "WARNING" in lines[0] and "not a TFLite model" in lines[0], lines
+    (broken / "metadata.json").write_text("{broken")  # a different problem is reported again
+    for _ in range(60):
+        if "not valid JSON" in server.log_text():
+            break
+        time.sleep(0.1)
+    assert "metadata.json is not valid JSON" in server.log_text()
+    assert httpx.get(f"{server.url}/v2/models/helmet/versions/6/ready").status_code == 404
+
+
 def test_repository_load_unload_endpoints(live, images, h):
     server, _ = live
     body, headers = h.v2_binary(images[:1])

@@ -45,15 +45,25 @@ def _signature(d: Path) -> tuple | None:
 
 def looks_complete(d: Path) -> bool:
     """READY marker, or parseable metadata.json and a model.tflite with the TFL3 identifier."""
-    if (d / READY_MARKER).is_file():
-        return True
+    return (d / READY_MARKER).is_file() or incomplete_reason(d) is None
+
+
+def incomplete_reason(d: Path) -> str | None:
+    """Why ``d`` is not (yet) a loadable version folder; None if it looks complete."""
     try:
         json.loads((d / METADATA_FILE).read_text())
+    except FileNotFoundError:
+        return f"no {METADATA_FILE}"
+    except (OSError, ValueError) as exc:
+        return f"{METADATA_FILE} is not valid JSON ({exc})"
+    try:
         with open(d / MODEL_FILE, "rb") as f:
             head = f.read(8)
-    except (OSError, ValueError):
-        return False
-    return len(head) == 8 and head[4:8] == b"TFL3"
+    except FileNotFoundError:
+        return f"no {MODEL_FILE}"
+    except OSError as exc:
+        return f"{MODEL_FILE} cannot be read ({exc})"
+    return None if len(head) == 8 and head[4:8] == b"TFL3" else f"{MODEL_FILE} is not a TFLite model (no TFL3 header)"
 
 
 def scan_versions(models_dir: Path) -> dict[str, dict[int, Path]]:
@@ -82,6 +92,7 @@ class TFLiteModelRepository(ModelRepository):
         self.versions: dict[str, dict[int, TFLiteModel]] = {}
         self._failed: dict[Path, tuple | None] = {}  # folder -> file signature when loading failed
         self._seen: dict[Path, tuple | None] = {}  # folder -> signature at the previous poll
+        self._told: dict[Path, tuple] = {}  # folder -> (signature, reason) last warned about
         self._unloaded: set[str] = set()  # names unloaded through the API: not reloaded by the watcher
         self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
@@ -183,10 +194,19 @@ class TFLiteModelRepository(ModelRepository):
                 sig = _signature(folder)
                 if folder in self._failed and self._failed[folder] == sig:
                     continue
-                stable = self._seen.get(folder) == sig and sig is not None
+                stable = folder in self._seen and self._seen[folder] == sig
                 self._seen[folder] = sig
-                if (folder / READY_MARKER).is_file() or (stable and looks_complete(folder)):
+                if (folder / READY_MARKER).is_file():
                     todo.append((name, version, folder))
+                    continue
+                why = incomplete_reason(folder)
+                if why is None and stable and sig is not None:
+                    todo.append((name, version, folder))
+                elif why is not None and stable and self._told.get(folder) != (sig, why):
+                    # Unchanged since the last poll and still not loadable: probably not an upload in progress.
+                    self._told[folder] = (sig, why)
+                    log.warning("model %s version %d (%s) is not loaded: %s; fix the folder (or write %s when "
+                                "it is complete)", name, version, folder, why, READY_MARKER)
         return todo
 
     async def poll_once(self) -> list[str]:
