@@ -119,4 +119,9 @@ def test_repository_load_unload_endpoints(live, images, h):
     assert httpx.post(f"{server.url}/v2/models/helmet/infer", content=body, headers=headers,
                       timeout=30).status_code == 200
     assert httpx.post(f"{server.url}/v2/repository/models/nope/unload").status_code == 404
-    assert httpx.post(f"{server.url}/v2/repository/models/nope/load").status_code in (404, 503)
+    r = httpx.post(f"{server.url}/v2/repository/models/nope/load")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    r = httpx.get(f"{server.url}/v2/models/helmet/versions/1")
+    assert r.status_code == 200 and r.json()["name"] == "helmet" and r.json()["versions"] == ["1"]
+    assert {t["name"] for t in r.json()["inputs"]} and {t["name"] for t in r.json()["outputs"]}
+    assert httpx.get(f"{server.url}/v2/models/helmet/versions/9").status_code == 404

@@ -195,11 +195,31 @@ def _install_routes(app, dataplane, max_payload_bytes: int, response_delay_ms: f
         await _ready_key(model_name, model_version)
         return {"name": model_name, "version": model_version, "ready": True}
 
+    async def versioned_metadata(model_name: str, model_version: str):
+        key = await _ready_key(model_name, model_version)
+        meta = await dataplane.model_metadata(key)
+        return {**meta, "name": model_name, "versions": [str(model_version)]}
+
+    async def load_route(model_name: str):
+        # KServe's own route turns every failure, an unknown name included, into 503 "not ready".
+        try:
+            ready = await dataplane.model_registry.load(model_name)
+        except ModelNotFound:
+            raise
+        except Exception as exc:  # a broken folder: the log has the details
+            raise ModelNotReady(model_name, f"{type(exc).__name__}: {exc}") from None
+        if not ready:
+            raise ModelNotReady(model_name, "no version could be loaded; the server log says why")
+        return {"name": model_name, "load": True}
+
     # plain Starlette routes: FastAPI's per-request dependency solving costs more than the rest of the route
     app.router.add_route("/v2/models/{model_name}/infer", infer_route, methods=["POST"])
     app.router.add_route("/v2/models/{model_name}/versions/{model_version}/infer", infer_route, methods=["POST"])
     app.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", versioned_ready,
                       methods=["GET"], response_model=None)
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}", versioned_metadata, methods=["GET"],
+                      response_model=None)
+    app.add_api_route("/v2/repository/models/{model_name}/load", load_route, methods=["POST"], response_model=None)
     app.add_middleware(PayloadLimit, max_bytes=max_payload_bytes)
     if response_delay_ms > 0:
         from mlkit.serving.faults import ResponseDelay
