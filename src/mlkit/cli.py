@@ -173,6 +173,8 @@ def export_cmd(model_dir, out_dir, variants, data_root, calibration_images, thre
     from mlkit.models.export import export_tflite, fidelity_report, fidelity_table
 
     names = [v.strip() for v in variants.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("name at least one variant, e.g. int8 or fp32,int8", param_hint="--variants")
     calib = load_split(data_root, "train") if data_root else None
     paths = export_tflite(model_dir, out_dir, names, calibration=calib, calibration_count=calibration_images)
     click.echo("\n".join(f"{v}: {p}" for v, p in paths.items()))

@@ -103,6 +103,7 @@ def test_edge_only_without_a_cloud_worker(tmp_path):
     (lambda d: d["spec"]["edgeWorker"]["model"].pop("url"), "spec.edgeWorker.model.url must point"),
     (lambda d: d["spec"].pop("edgeWorker"), "spec.edgeWorker: Field required"),
     (lambda d: d.update(kind="Deployment"), "kind must be JointInferenceService"),
+    (lambda d: d.update(apiVersion="v9"), "apiVersion must be one of ['mlkit.io/v1', 'sedna.io/v1alpha1'"),
 ])
 def test_invalid_configs_name_the_problem(tmp_path, edit, message):
     data = yaml.safe_load(EXAMPLE)

@@ -92,6 +92,8 @@ def read_rgb(path: Path | str) -> np.ndarray:
     import cv2
 
     path = Path(path)
+    if path.is_dir():
+        raise MlkitError(f"{path} is a folder, not an image file; give the image files (e.g. {path}/*.jpg)")
     if not path.is_file():
         raise MlkitError(f"image not found: {path}")
     data = np.fromfile(path, dtype=np.uint8)

@@ -65,7 +65,8 @@ class DatasetIndex:
 
     def create(self) -> DatasetIndex:
         if self.class_names is None:
-            raise MlkitError(f"creating the dataset index {self.root} needs class_names")
+            raise MlkitError(f"the dataset index {self.root} does not exist yet and no class names were given to "
+                             f"create it; import labels into it first (mlkit label import) or give the class names")
         self.root.mkdir(parents=True, exist_ok=True)
         self.images_dir.mkdir(exist_ok=True)
         if not (self.root / CLASSES).is_file():

@@ -164,7 +164,10 @@ def auto_label(store: str | Path, model: str | Path, index_root: str | Path, tra
         raise MlkitError(f"the confidence threshold must be in (0, 1), got {threshold}")
     _check_train_prob(train_prob)
     detector = open_detector(model, num_threads=num_threads)
-    index = DatasetIndex(index_root, class_names).create()
+    index = DatasetIndex(index_root, class_names)
+    if index.class_names is None:  # a new index takes the labelling model's classes
+        index = DatasetIndex(index_root, detector.meta.class_names)
+    index.create()
     if tuple(detector.meta.class_names) != tuple(index.class_names):
         raise MlkitError(f"model {model} predicts {list(detector.meta.class_names)}, the index holds "
                          f"{list(index.class_names)}")

@@ -78,6 +78,9 @@ CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
 }
 
 
+# mlkit's own, and Sedna's under its current and its former (Neptune) name: its YAML can be used as it is.
+API_VERSIONS = ("mlkit.io/v1", "sedna.io/v1alpha1", "neptune.io/v1alpha1")
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -207,6 +210,8 @@ def load_service(path: str | Path) -> JointInferenceService:
         raise MlkitError(f"{path}: {validation_problems(exc)}") from None
     if service.kind != "JointInferenceService":
         raise MlkitError(f"{path}: kind must be JointInferenceService, got {service.kind!r}")
+    if service.apiVersion not in API_VERSIONS:
+        raise MlkitError(f"{path}: apiVersion must be one of {list(API_VERSIONS)}, got {service.apiVersion!r}")
     edge = service.edge_parameters()
     if not edge["video_url"]:
         raise MlkitError(f"{path}: spec.edgeWorker.workerSpec.parameters needs video_url (the video source)")

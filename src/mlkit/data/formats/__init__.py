@@ -60,7 +60,8 @@ def detect_format(path: Path | str) -> str:
     raise MlkitError(
         f"cannot tell the dataset format of {path}: looked for a .json file or a folder with "
         "annotations.json (COCO), a .txt index or a folder with data.txt (YOLO), and a folder with "
-        f"Annotations/ (VOC); pass fmt= one of {', '.join(FORMATS)}"
+        f"Annotations/ (VOC); name the format (--from / --format on the command line, fmt= in Python): "
+        f"one of {', '.join(FORMATS)}"
     )
 
 
