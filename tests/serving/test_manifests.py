@@ -147,6 +147,12 @@ def test_the_validator_bites():
     ({"deployment_mode": "Knative"}, "deployment_mode"),
     ({"image": " "}, "image is empty"),
     ({"instances": 0}, "instances must be >= 1"),
+    ({"storage_uri": "ftp://host/models"}, "storage-initializer can fetch"),
+    ({"image": "bad image!!"}, "not a container image reference"),
+    ({"namespace": "Bad NS"}, "not a valid Kubernetes namespace"),
+    ({"cpu": "abc"}, "cpu 'abc' is not a positive Kubernetes quantity"),
+    ({"cpu": "0"}, "cpu '0' is not a positive"),
+    ({"memory": "-5Gi"}, "memory '-5Gi' is not a positive"),
 ])
 def test_bad_arguments(kwargs, message):
     args = {"name": "helmet", "storage_uri": "s3://m/h", **kwargs}

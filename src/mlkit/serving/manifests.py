@@ -50,20 +50,49 @@ def _check_name(kind: str, name: str) -> None:
                          "letters, digits and '-', starting with a letter and ending with a letter or digit")
 
 
+# What KServe's storage initializer fetches.
+STORAGE_SCHEMES = ("s3", "gs", "pvc", "http", "https", "hdfs", "webhdfs", "hf", "oci")
+# A container image reference: [host[:port]/]path[:tag][@sha256:digest], lower-case path components.
+_IMAGE = (r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
+          r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
+# A Kubernetes resource quantity (positive): 500m, 1, 1.5, 2Gi, 512Mi, 1e3.
+_QUANTITY = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?"
+
+
 def _check_common(storage_uri: str, image: str, threads: int, min_replicas: int, instances: int = 1) -> None:
-    if not storage_uri or "://" not in storage_uri:
-        raise MlkitError(f"storage_uri {storage_uri!r} must be a URI KServe's storage-initializer can fetch, "
-                         "e.g. s3://bucket/models/helmet, gs://..., pvc://claim/path, https://...")
+    import re
+
+    scheme = storage_uri.split("://", 1)[0].lower() if storage_uri and "://" in storage_uri else None
+    if scheme not in STORAGE_SCHEMES:
+        raise MlkitError(f"storage_uri {storage_uri!r} must be a URI KServe's storage-initializer can fetch "
+                         f"({', '.join(s + '://' for s in STORAGE_SCHEMES)}), e.g. s3://bucket/models/helmet or "
+                         "pvc://claim/path")
     if not image or not image.strip():
         raise MlkitError("image is empty: pass the serving image reference, e.g. " + DEFAULT_IMAGE)
+    if not re.fullmatch(_IMAGE, image):
+        raise MlkitError(f"image {image!r} is not a container image reference such as {DEFAULT_IMAGE}")
     if threads < 1 or min_replicas < 0:
         raise MlkitError(f"threads must be >= 1 and min_replicas >= 0, got {threads} and {min_replicas}")
     if instances < 1:
         raise MlkitError(f"instances must be >= 1, got {instances}")
 
 
+def _check_namespace(namespace: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace or ""):
+        raise MlkitError(f"namespace {namespace!r} is not a valid Kubernetes namespace: at most 63 lower-case "
+                         "letters, digits and '-', starting and ending with a letter or digit")
+
+
 def _resources(cpu: str, memory: str):
+    import re
+
     from kubernetes.client import V1ResourceRequirements
+
+    for what, value, example in (("cpu", cpu, "500m or 2"), ("memory", memory, "512Mi or 2Gi")):
+        if not re.fullmatch(_QUANTITY, str(value)) or not re.search(r"[1-9]", str(value).split("e")[0]):
+            raise MlkitError(f"{what} {value!r} is not a positive Kubernetes quantity such as {example}")
 
     return V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu, "memory": memory})
 
@@ -105,6 +134,7 @@ def inference_service(name: str, storage_uri: str, image: str = DEFAULT_IMAGE, n
     from kubernetes.client import V1Container, V1EnvVar, V1ObjectMeta
 
     _check_name("InferenceService", name)
+    _check_namespace(namespace)
     _check_common(storage_uri, image, threads, min_replicas, instances)
     if deployment_mode not in DEPLOYMENT_MODES:
         raise MlkitError(f"deployment_mode must be one of {DEPLOYMENT_MODES}, got {deployment_mode!r}")
@@ -136,6 +166,7 @@ def serving_runtime(name: str = DEFAULT_RUNTIME, image: str = DEFAULT_IMAGE, clu
     from kubernetes.client import V1Container, V1ObjectMeta
 
     _check_name("ServingRuntime", name)
+    _check_namespace(namespace)
     if not image or not image.strip():
         raise MlkitError("image is empty: pass the serving image reference, e.g. " + DEFAULT_IMAGE)
     container = V1Container(
@@ -167,6 +198,7 @@ def tflite_inference_service(name: str, storage_uri: str, runtime: str | None = 
     from kubernetes.client import V1ObjectMeta
 
     _check_name("InferenceService", name)
+    _check_namespace(namespace)
     _check_common(storage_uri, DEFAULT_IMAGE, 1, min_replicas)
     model = kserve.V1beta1ModelSpec(
         model_format=kserve.V1beta1ModelFormat(name=MODEL_FORMAT, version=MODEL_FORMAT_VERSION),
