@@ -61,6 +61,8 @@ def test_busy_port_is_replaced_and_cli_round_trip(model_repo, state_dir):
         assert r.exit_code == 0, r.output
     state = lifecycle.get("cli")
     assert state.http_port != port and f"ready at {state.url}" in r.output
+    assert "models: helmet" in r.output, r.output
+    assert "serves no model" not in r.output
 
     r = _cli("status", "--json")
     (row,) = json.loads(r.output)
@@ -72,6 +74,15 @@ def test_busy_port_is_replaced_and_cli_round_trip(model_repo, state_dir):
     assert "no servers recorded" in _cli("status").output
     r = _cli("stop", "cli")
     assert r.exit_code == 2 and "no server named 'cli'" in r.output
+
+
+def test_start_on_an_empty_folder_warns(state_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = _cli("start", "empty", "--model-dir", tmp_path / "empty", "--port", 0, "--grpc-port", 0)
+    try:
+        assert r.exit_code == 0 and "warning: it serves no model yet" in r.output, r.output
+    finally:
+        _cli("stop", "empty")
 
 
 def test_stale_state_and_sigkill_fallback(state_dir, tmp_path, caplog):

@@ -127,7 +127,23 @@ def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_l
                             max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, threads=threads,
                             instances=instances, timeout=timeout, replace=replace)
     click.echo(f"server {name!r} ready at {state.url} (gRPC {state.grpc_url}, pid {state.pid}, log {state.log})")
+    models = _served_models(state.url)
+    if models == []:
+        click.echo(f"warning: it serves no model yet: {model_dir} has no loadable <name>/<version>/ folder; versions "
+                   f"added there are loaded within seconds (see the log)", err=True)
+    elif models:
+        click.echo(f"models: {', '.join(models)}")
     click.echo(f"stop it with: mlkit serve stop {name}")
+
+
+def _served_models(url: str) -> list[str] | None:
+    """The model names the server lists, or None if it cannot be asked."""
+    import httpx
+
+    try:
+        return list(httpx.get(f"{url}/v2/models", timeout=5).json()["models"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
 
 
 @serve.command("stop")
