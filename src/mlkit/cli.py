@@ -93,6 +93,7 @@ def data_download(uri, out_dir, fmt, seed) -> None:
 
     from mlkit.data.layout import import_dataset
     from mlkit.data.storage import download, download_bucket_layout, parse_uri
+    from mlkit.errors import paths_named_as
 
     parse_uri(uri)  # fail fast on an unknown scheme
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +101,8 @@ def data_download(uri, out_dir, fmt, seed) -> None:
         src = local
         if local.is_dir() and (local / "datasets").is_dir():
             src = download_bucket_layout(uri, Path(tmp) / "layout").datasets_dir
-        import_dataset(src, out_dir, fmt=fmt, seed=seed)
+        with paths_named_as({str(src): uri.rstrip("/") + ("/datasets" if src != local else ""), str(tmp): uri}):
+            import_dataset(src, out_dir, fmt=fmt, seed=seed)
     click.echo(f"dataset ready in {out_dir}")
 
 

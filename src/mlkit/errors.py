@@ -6,6 +6,9 @@ Every error that a user can cause with bad input derives from ``MlkitError`` (a
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
+
 
 class MlkitError(ValueError):
     """A problem the user can fix; the message says what was wrong and how to fix it."""
@@ -23,3 +26,16 @@ class DataFormatError(MlkitError):
 
 class StorageError(MlkitError):
     """A storage URI could not be read or written (bad scheme, missing object, credentials)."""
+
+
+@contextlib.contextmanager
+def paths_named_as(replacements: Mapping[str, str]) -> Iterator[None]:
+    """An ``MlkitError`` raised inside names the user's paths, not the temporary folders they were staged in."""
+    try:
+        yield
+    except MlkitError as exc:
+        message = str(exc)
+        for staged, real in replacements.items():
+            message = message.replace(str(staged), str(real))
+        exc.args = (message,)  # same type and attributes: callers still catch DataFormatError
+        raise

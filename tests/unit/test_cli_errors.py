@@ -60,3 +60,27 @@ def test_missing_s3_credentials(tmp_path):
 def test_bad_options_are_usage_errors(args):
     r = run(*args)
     assert r.exit_code == 2
+
+
+def test_download_errors_name_the_source_not_the_staging_folder(tmp_path):
+    src = tmp_path / "site-data"
+    src.mkdir()
+    (src / "annotations.json").write_text('{"images": [,]}')
+    r = run("data", "download", str(src), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and f"{src}/annotations.json:1: invalid JSON" in r.output, r.output
+    assert "/tmp/tmp" not in r.output.replace(str(tmp_path), "")
+
+
+def test_a_folder_given_as_an_image_says_so(tmp_path):
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[2] / "models" / "little" / "tflite" / "int8"
+    if not (model / "model.tflite").is_file():
+        pytest.skip("the committed little model is missing")
+    r = run("predict", str(model), str(tmp_path))
+    assert r.exit_code == 2 and "is a folder, not an image file" in r.output, r.output
+
+
+def test_export_needs_a_variant(tmp_path):
+    r = run("export", str(tmp_path), "--out", str(tmp_path / "o"), "--variants", ",")
+    assert r.exit_code == 2 and "name at least one variant" in r.output, r.output

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mlkit.data.atomic import atomic_copy
-from mlkit.errors import MlkitError
+from mlkit.errors import MlkitError, paths_named_as
 from mlkit.incremental.index import DatasetIndex, draw_split, sample
 from mlkit.incremental.store import HardExample, read_store
 
@@ -80,7 +80,8 @@ def _voc_labels(labels: Path, store: Path, class_names: Sequence[str]) -> dict[s
         # read_voc looks for images in <root>/JPEGImages: point it at the store.
         (Path(tmp) / "Annotations").symlink_to(ann.resolve(), target_is_directory=True)
         (Path(tmp) / "JPEGImages").symlink_to(store.resolve(), target_is_directory=True)
-        ds = read_voc(tmp, class_names=class_names)
+        with paths_named_as({str(Path(tmp) / "Annotations"): str(ann), str(Path(tmp) / "JPEGImages"): str(store)}):
+            ds = read_voc(tmp, class_names=class_names)
     return {Path(r.path).stem: (r.boxes, r.labels) for r in ds}
 
 
