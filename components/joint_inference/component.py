@@ -21,15 +21,9 @@ def joint_inference(edge_model: Input[Model], dataset: Input[Dataset], endpoint:
     threshold tuned on ``tune_split`` ("" = tune on ``split``). ``report``: joint_evaluation.json and
     sweep.png. ``sweep``: the chart as HTML for the KFP UI. Returns the best filter's mAP@0.5.
     """
-    import os
+    from mlkit.joint.evaluate import evaluate_on_dataset, pipeline_edge_model, write_pipeline_outputs
 
-    from mlkit.joint.evaluate import evaluate_on_dataset, write_pipeline_outputs
-
-    path = os.path.join(edge_model.path, variant)
-    if not os.path.isfile(os.path.join(path, "model.tflite")):
-        raise ValueError(f"no TFLite variant {variant!r} in {edge_model.path}: convert the edge model first")
-    if not endpoint.startswith(("http://", "https://")):
-        raise ValueError(f"endpoint must be an http(s) URL of the cloud server, got {endpoint!r}")
+    path = pipeline_edge_model(edge_model.path, variant, endpoint)
     result = evaluate_on_dataset(dataset.path, path, cloud_endpoint=endpoint, cloud_name=cloud_model, split=split,
                                  tune_split=tune_split or None, upload_budget=upload_budget, limit=limit or None,
                                  num_threads=num_threads, show_progress=False)

@@ -19,16 +19,10 @@ def joint_inference_video(edge_model: Input[Model], clips: Input[Dataset], endpo
     uploaded uses nearby answers by ``reuse`` (none, hold, interpolate) within ``reuse_frames``, as the edge
     worker does. Outputs as ``joint_inference``; returns the best filter's mAP@0.5 on the test clips.
     """
-    import os
-
     from mlkit.data.synthetic.clipset import load_clip_set
-    from mlkit.joint.evaluate import evaluate_on_video, write_pipeline_outputs
+    from mlkit.joint.evaluate import evaluate_on_video, pipeline_edge_model, write_pipeline_outputs
 
-    path = os.path.join(edge_model.path, variant)
-    if not os.path.isfile(os.path.join(path, "model.tflite")):
-        raise ValueError(f"no TFLite variant {variant!r} in {edge_model.path}: convert the edge model first")
-    if not endpoint.startswith(("http://", "https://")):
-        raise ValueError(f"endpoint must be an http(s) URL of the cloud server, got {endpoint!r}")
+    path = pipeline_edge_model(edge_model.path, variant, endpoint)
     test, tune = load_clip_set(clips.path)
     result = evaluate_on_video(test, path, tune_videos=tune, cloud_endpoint=endpoint, cloud_name=cloud_model,
                                reuse=reuse, reuse_frames=reuse_frames, upload_budget=upload_budget,

@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from mlkit.pipeline_cli import pipeline
-
-LITTLE = Path(__file__).resolve().parents[2] / "models" / "little" / "tflite"
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> tuple[Path, Path]:
-    """The committed little model, and a copy of it renamed "big" (the real big model is too slow for CI)."""
-    if not (LITTLE / "int8" / "model.tflite").is_file():
-        pytest.skip("the committed little model is missing")
-    big = tmp_path_factory.mktemp("models") / "big"
-    for variant in ("int8",):
-        (big / variant).mkdir(parents=True)
-        shutil.copy2(LITTLE / "fp32" / "model.tflite", big / variant / "model.tflite")
-        meta = json.loads((LITTLE / "fp32" / "metadata.json").read_text())
-        (big / variant / "metadata.json").write_text(json.dumps({**meta, "name": "big"}))
-    return LITTLE, big
 
 
 @pytest.mark.slow

@@ -463,6 +463,17 @@ def write_report(evaluation: JointEvaluation, out_dir: str | Path) -> tuple[Path
     return js, png
 
 
+def pipeline_edge_model(edge_model_dir: str | Path, variant: str, endpoint: str) -> Path:
+    """The KFP joint components' inputs checked: ``<edge_model_dir>/<variant>`` (holding model.tflite) and an
+    http(s) cloud endpoint; ``MlkitError`` (a ValueError) names what is wrong."""
+    path = Path(edge_model_dir) / variant
+    if not (path / "model.tflite").is_file():
+        raise MlkitError(f"no TFLite variant {variant!r} in {edge_model_dir}: convert the edge model first")
+    if not endpoint.startswith(("http://", "https://")):
+        raise MlkitError(f"endpoint must be an http(s) URL of the cloud server, got {endpoint!r}")
+    return path
+
+
 def write_pipeline_outputs(evaluation: JointEvaluation, report_dir: str | Path, sweep_html: str | Path
                            ) -> dict[str, float]:
     """What the KFP joint components publish: the report folder (``write_report``), the chart and table as one HTML
