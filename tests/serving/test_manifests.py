@@ -147,7 +147,7 @@ def test_the_validator_bites():
     ({"deployment_mode": "Knative"}, "deployment_mode"),
     ({"image": " "}, "image is empty"),
     ({"instances": 0}, "instances must be >= 1"),
-    ({"storage_uri": "ftp://host/models"}, "storage-initializer can fetch"),
+    ({"storage_uri": "://models"}, "storage-initializer can fetch"),
     ({"image": "bad image!!"}, "not a container image reference"),
     ({"namespace": "Bad NS"}, "not a valid Kubernetes namespace"),
     ({"cpu": "abc"}, "cpu 'abc' is not a positive Kubernetes quantity"),

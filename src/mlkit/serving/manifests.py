@@ -50,8 +50,6 @@ def _check_name(kind: str, name: str) -> None:
                          "letters, digits and '-', starting with a letter and ending with a letter or digit")
 
 
-# What KServe's storage initializer fetches.
-STORAGE_SCHEMES = ("s3", "gs", "pvc", "http", "https", "hdfs", "webhdfs", "hf", "oci")
 # A container image reference: [host[:port]/]path[:tag][@sha256:digest], lower-case path components.
 _IMAGE = (r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
           r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?")
@@ -62,11 +60,10 @@ _QUANTITY = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?
 def _check_common(storage_uri: str, image: str, threads: int, min_replicas: int, instances: int = 1) -> None:
     import re
 
-    scheme = storage_uri.split("://", 1)[0].lower() if storage_uri and "://" in storage_uri else None
-    if scheme not in STORAGE_SCHEMES:
-        raise MlkitError(f"storage_uri {storage_uri!r} must be a URI KServe's storage-initializer can fetch "
-                         f"({', '.join(s + '://' for s in STORAGE_SCHEMES)}), e.g. s3://bucket/models/helmet or "
-                         "pvc://claim/path")
+    # Any scheme: a ClusterStorageContainer can add protocols to KServe's built-in s3, gs, pvc, https, hdfs, hf.
+    if not storage_uri or not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://.", storage_uri):
+        raise MlkitError(f"storage_uri {storage_uri!r} must be a URI KServe's storage-initializer can fetch, "
+                         "e.g. s3://bucket/models/helmet, gs://..., pvc://claim/path, https://...")
     if not image or not image.strip():
         raise MlkitError("image is empty: pass the serving image reference, e.g. " + DEFAULT_IMAGE)
     if not re.fullmatch(_IMAGE, image):
