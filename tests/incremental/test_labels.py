@@ -86,6 +86,22 @@ def test_import_errors_are_clear(tmp_path, store):
         import_labels(store, labels, "csv", tmp_path / "index", 0.8, class_names=CLASSES)
 
 
+def test_auto_label_creates_a_new_index_with_the_models_classes(tmp_path, store, tiny_model):
+    auto_label(store, tiny_model / "tflite" / "fp32", tmp_path / "new", 0.5, threshold=0.02)
+    assert DatasetIndex(tmp_path / "new").class_names == tuple(CLASSES)
+
+
+def test_voc_import_errors_name_the_users_files(tmp_path, store):
+    labels = tmp_path / "voc" / "Annotations"
+    labels.mkdir(parents=True)
+    (labels / "frame_000001.xml").write_text("<annotation><filename>frame_000001.jpg</filename><object>"
+                                             "<name>helmet</name><bndbox><xmin>x</xmin></bndbox></object>"
+                                             "</annotation>")
+    with pytest.raises(MlkitError) as err:
+        import_labels(store, tmp_path / "voc", "voc", tmp_path / "index", 0.8, class_names=CLASSES)
+    assert str(labels) in str(err.value) and "mlkit-voc-" not in str(err.value), str(err.value)
+
+
 def test_auto_label_marks_pseudo_and_review_replaces(tmp_path, store, tiny_model):
     # The untrained tiny model scores every box around 0.07: a low threshold makes it label something.
     report = auto_label(store, tiny_model / "tflite" / "fp32", tmp_path / "index", 0.5, threshold=0.02,
