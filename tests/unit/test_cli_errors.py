@@ -84,3 +84,9 @@ def test_a_folder_given_as_an_image_says_so(tmp_path):
 def test_export_needs_a_variant(tmp_path):
     r = run("export", str(tmp_path), "--out", str(tmp_path / "o"), "--variants", ",")
     assert r.exit_code == 2 and "name at least one variant" in r.output, r.output
+
+
+def test_an_unknown_layout_names_the_format_options(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run("data", "convert", str(tmp_path / "empty"), str(tmp_path / "out"), "--to", "coco")
+    assert r.exit_code == 2 and "--from / --format on the command line" in r.output, r.output
