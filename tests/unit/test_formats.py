@@ -318,6 +318,21 @@ def test_voc_unknown_class_and_split_line(tmp_path: Path) -> None:
         read_voc(tmp_path, split="val")
 
 
+def test_voc_file_that_is_not_an_annotation_or_has_no_objects(tmp_path: Path) -> None:
+    from mlkit.data.formats import convert
+
+    _image(tmp_path / "JPEGImages" / "a.jpg")
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text("<notvoc/>")
+    with pytest.raises(DataFormatError, match=r"a\.xml:1: the root element is <notvoc>, not <annotation>"):
+        convert(tmp_path, tmp_path / "out", "voc", "coco")
+    (tmp_path / "Annotations" / "a.xml").write_text("<annotation><filename>a.jpg</filename></annotation>")
+    with pytest.raises(MlkitError, match="the 1 annotations under .* have no <object>"):
+        convert(tmp_path, tmp_path / "out", "voc", "coco")
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    assert len(read_voc(tmp_path, class_names=("helmet",))) == 1  # with class names: an image without objects
+
+
 # --------------------------------------------------------------------------- detection & helpers
 def test_detect_format_and_errors(toy: Dataset, tmp_path: Path) -> None:
     write_coco(toy, tmp_path / "c" / "annotations.json")

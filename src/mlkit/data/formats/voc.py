@@ -82,6 +82,9 @@ def _find_image(root: Path, xml: ET.Element, xml_path: Path, lines: dict[ET.Elem
 
 def _parse_file(root: Path, xml_path: Path) -> _Parsed:
     xml, lines = _parse_xml(xml_path)
+    if xml.tag != "annotation":
+        raise DataFormatError(xml_path, f"the root element is <{xml.tag}>, not <annotation>: this is not a VOC "
+                              "annotation; remove it from Annotations/", lines.get(xml, 1))
     image = _find_image(root, xml, xml_path, lines)
     size = xml.find("size")
     try:
@@ -177,6 +180,9 @@ def read_voc(
     parsed = [_parse_file(root, f) for f in files]
     if class_names is None:
         class_names = sorted({n for p in parsed for n in p.names})
+        if not class_names:  # nothing to name the classes after: fail before anything is written
+            raise MlkitError(f"the {len(files)} annotations under {root / 'Annotations'} have no <object>, so there "
+                             "are no class names; pass class_names= to keep them as images without objects")
     index = {n: k for k, n in enumerate(class_names)}
     records = []
     for xml_path, p in zip(files, parsed, strict=True):
