@@ -239,8 +239,8 @@ def main() -> None:
     shrink_ms, encode_ms = upload_work_ms(fs, model_hw)
     print(f"upload work measured alone (this core, hot caches): shrink {shrink_ms:.2f} ms + JPEG {encode_ms:.2f} ms "
           f"per uploaded frame, against {per_frame_ms:.2f} ms of edge work per frame")
-    for *_, stats in rows[:1]:
-        ratio = stats["upload_ratio"]
+    if rows:
+        ratio = rows[0][-1]["upload_ratio"]
         cap = per_frame_ms / (per_frame_ms + ratio * (shrink_ms + encode_ms))
         print(f"at {ratio:.0%} uploads that work alone caps the edge-loop ratio at {cap:.2f}, before any HTTP or "
               f"thread hand-off")

@@ -150,26 +150,27 @@ class ServingClient(_Base):
         return self.parse(r)
 
     def ready(self) -> bool:
-        return self._readiness() is None
+        return self._readiness()[1] is None
 
-    def _readiness(self) -> str | None:
-        """None when the model is ready, else why not."""
+    def _readiness(self) -> tuple[int | None, str | None]:
+        """(HTTP status or None when unreachable, None when the model is ready else why not)."""
         try:
             status = self._http.get(f"/v2/models/{self.model}/ready").status_code
         except httpx.TransportError as exc:
-            return f"cannot reach the server ({type(exc).__name__}: {exc}); is it running?"
+            return None, f"cannot reach the server ({type(exc).__name__}: {exc}); is it running?"
         if status == 404:
-            return f"the server does not serve a model named {self.model!r} (HTTP 404)"
-        return None if status == 200 else f"the model is not ready (HTTP {status})"
+            return status, f"the server does not serve a model named {self.model!r} (HTTP 404)"
+        return status, None if status == 200 else f"the model is not ready (HTTP {status})"
 
     def wait_ready(self, timeout: float = 30.0, unknown_model_s: float = 5.0) -> None:
         """Wait for the model; a server that keeps answering 404 for ``unknown_model_s`` fails at once (a model still
         loading is listed within a poll or two)."""
         start = time.monotonic()
         first_404 = None
-        while (why := self._readiness()) is not None:
+        while (answer := self._readiness())[1] is not None:
+            status, why = answer
             now = time.monotonic()
-            first_404 = (first_404 or now) if "HTTP 404" in why else None
+            first_404 = (first_404 or now) if status == 404 else None
             if now - start > timeout or (first_404 is not None and now - first_404 > unknown_model_s):
                 raise ServingError(f"model {self.model} at {self.url} not ready after {now - start:.0f}s: {why}")
             time.sleep(0.2)

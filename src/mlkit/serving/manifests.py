@@ -64,14 +64,20 @@ def _check_common(storage_uri: str, image: str, threads: int, min_replicas: int,
     if not storage_uri or not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://.", storage_uri):
         raise MlkitError(f"storage_uri {storage_uri!r} must be a URI KServe's storage-initializer can fetch, "
                          "e.g. s3://bucket/models/helmet, gs://..., pvc://claim/path, https://...")
-    if not image or not image.strip():
-        raise MlkitError("image is empty: pass the serving image reference, e.g. " + DEFAULT_IMAGE)
-    if not re.fullmatch(_IMAGE, image):
-        raise MlkitError(f"image {image!r} is not a container image reference such as {DEFAULT_IMAGE}")
+    _check_image(image)
     if threads < 1 or min_replicas < 0:
         raise MlkitError(f"threads must be >= 1 and min_replicas >= 0, got {threads} and {min_replicas}")
     if instances < 1:
         raise MlkitError(f"instances must be >= 1, got {instances}")
+
+
+def _check_image(image: str) -> None:
+    import re
+
+    if not image or not image.strip():
+        raise MlkitError("image is empty: pass the serving image reference, e.g. " + DEFAULT_IMAGE)
+    if not re.fullmatch(_IMAGE, image):
+        raise MlkitError(f"image {image!r} is not a container image reference such as {DEFAULT_IMAGE}")
 
 
 def _check_namespace(namespace: str) -> None:
@@ -164,8 +170,7 @@ def serving_runtime(name: str = DEFAULT_RUNTIME, image: str = DEFAULT_IMAGE, clu
 
     _check_name("ServingRuntime", name)
     _check_namespace(namespace)
-    if not image or not image.strip():
-        raise MlkitError("image is empty: pass the serving image reference, e.g. " + DEFAULT_IMAGE)
+    _check_image(image)
     container = V1Container(
         name="kserve-container", image=image, command=["python", "-m", "mlkit.serving"],
         args=["--model-dir", MODEL_DIR, "--host", "0.0.0.0", "--http-port", str(HTTP_PORT),

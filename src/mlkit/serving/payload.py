@@ -34,14 +34,18 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
 
     if not data:
         raise InvalidInput(f"{where} is empty: send JPEG or PNG bytes")
-    w, h = _header_size(data, where)
     # A 1 MB PNG can claim 30000x30000 pixels: check the header's size before decoding allocates it.
-    if min(w, h) < 1 or max(w, h) > MAX_IMAGE_SIDE:
-        raise InvalidInput(f"{where} has size {w}x{h}; sides must be 1..{MAX_IMAGE_SIDE}: resize it before sending")
+    _check_sides(*_header_size(data, where), where)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)  # decoded straight to RGB: no cvtColor pass
     if img is None:
         raise InvalidInput(f"{where} could not be decoded: send a JPEG or PNG image ({len(data)} bytes received)")
     return img
+
+
+def _check_sides(width: int, height: int, where: str) -> None:
+    if min(width, height) < 1 or max(width, height) > MAX_IMAGE_SIDE:
+        raise InvalidInput(f"{where} has size {width}x{height}; sides must be 1..{MAX_IMAGE_SIDE}: resize it before "
+                           f"sending")
 
 
 def _header_size(data: bytes, where: str) -> tuple[int, int]:
@@ -82,8 +86,7 @@ def pixel_array(value: Any, where: str) -> np.ndarray:
 def check_pixels(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise InvalidInput(f"{where} has shape {list(arr.shape)}; expected [H, W, 3] RGB pixels")
-    if min(arr.shape[:2]) < 1 or max(arr.shape[:2]) > MAX_IMAGE_SIDE:
-        raise InvalidInput(f"{where} has size {arr.shape[1]}x{arr.shape[0]}; sides must be 1..{MAX_IMAGE_SIDE}")
+    _check_sides(arr.shape[1], arr.shape[0], where)
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind not in "iuf":

@@ -199,10 +199,12 @@ class TFLiteModelRepository(ModelRepository):
                 if (folder / READY_MARKER).is_file():
                     todo.append((name, version, folder))
                     continue
+                if not stable:  # still being written, perhaps: look inside at the next poll
+                    continue
                 why = incomplete_reason(folder)
-                if why is None and stable and sig is not None:
+                if why is None and sig is not None:
                     todo.append((name, version, folder))
-                elif why is not None and stable and self._told.get(folder) != (sig, why):
+                elif why is not None and self._told.get(folder) != (sig, why):
                     # Unchanged since the last poll and still not loadable: probably not an upload in progress.
                     self._told[folder] = (sig, why)
                     log.warning("model %s version %d (%s) is not loaded: %s; fix the folder (or write %s when "

@@ -87,8 +87,7 @@ def render_clip_set(out_dir: str | Path, spec: ClipSetSpec | None = None, show_p
         rel = f"{role}/{site}_{seed}.avi"
         render_video(out_dir / rel, spec.video_spec(seed, site), show_progress=False)
         listed[role].append(rel)
-    manifest = {"spec": {**dataclasses.asdict(spec), "test_seeds": list(spec.test_seeds),
-                         "tune_seeds": list(spec.tune_seeds)}, **listed}
+    manifest = {"spec": dataclasses.asdict(spec), **listed}  # json writes the seed tuples as lists
     return atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
