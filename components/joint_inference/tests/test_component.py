@@ -1,7 +1,6 @@
 """joint_inference component: python_func against a real local server, on a tiny synthetic split."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,21 +13,11 @@ LITTLE = Path(__file__).resolve().parents[3] / "models" / "little" / "tflite"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    if not (LITTLE / "int8" / "model.tflite").is_file():
-        pytest.skip("the committed little model is missing")
-    from mlkit.serving.server import start_background_server
-
+def setup(tmp_path_factory, little_cloud):
     root = tmp_path_factory.mktemp("joint")
-    repo = root / "repo" / "big" / "1"
-    repo.mkdir(parents=True)
-    for name in ("model.tflite", "metadata.json"):  # the little fp32 model stands in for the cloud model
-        shutil.copy2(LITTLE / "fp32" / name, repo / name)
     data = generate_dataset(root / "data", SyntheticSpec(train=0, val=6, test=8, seed=4), workers=1,
                             show_progress=False)
-    server = start_background_server(root / "repo", log_path=root / "server.log")
-    yield data, server
-    server.stop()
+    return data, little_cloud
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
 """joint_inference_video component: python_func against a real local server, on tiny labelled clips."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,10 @@ def _outputs(tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    if not (LITTLE / "int8" / "model.tflite").is_file():
-        pytest.skip("the committed little model is missing")
-    from mlkit.serving.server import start_background_server
-
+def setup(tmp_path_factory, little_cloud):
     root = tmp_path_factory.mktemp("joint-video")
-    repo = root / "repo" / "big" / "1"
-    repo.mkdir(parents=True)
-    for name in ("model.tflite", "metadata.json"):  # the little fp32 model stands in for the cloud model
-        shutil.copy2(LITTLE / "fp32" / name, repo / name)
     render_clip_set(root / "clips", ClipSetSpec(test_seeds="31,32", tune_seeds="33", frames=12), show_progress=False)
-    server = start_background_server(root / "repo", log_path=root / "server.log")
-    yield root / "clips", server
-    server.stop()
+    return root / "clips", little_cloud
 
 
 @pytest.mark.slow
