@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from mlkit.cli import main
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
+from mlkit.joint import reuse as reuse_module
 from mlkit.joint.cloud import CloudClient, CloudConfig
-from mlkit.joint.reuse import UNMATCHED_WEIGHT, final_sequence, interpolate, match, merge, reused
+from mlkit.joint.reuse import UNMATCHED_WEIGHT, PairCache, final_sequence, interpolate, match, merge, reused
 from mlkit.joint.worker import JointWorker, WorkerConfig
 from mlkit.mining import build_filter
 from mlkit.serving.server import free_port
@@ -38,6 +39,51 @@ def test_match_pairs_the_nearest_box_of_the_same_class():
 def test_match_refuses_a_box_too_far_away():
     assert match(det((10, 10, 20, 20, 0.9, 1)), det((40, 10, 50, 20, 0.9, 1))) == []
     assert match(det(), det((40, 10, 50, 20, 0.9, 1))) == []
+
+
+def _walk_every_pair(a: Detections, b: Detections, max_distance: float = 1.0) -> list[tuple[int, int]]:
+    """The plain rule ``match`` implements: every same-class pair by centre distance over mean size, nearest
+    first (ties in row-major order), each box used once."""
+    ca, cb = (a.boxes[:, :2] + a.boxes[:, 2:]) / 2, (b.boxes[:, :2] + b.boxes[:, 2:]) / 2
+    sa = np.sqrt(np.prod(np.maximum(a.boxes[:, 2:] - a.boxes[:, :2], 0), axis=1))
+    sb = np.sqrt(np.prod(np.maximum(b.boxes[:, 2:] - b.boxes[:, :2], 0), axis=1))
+    d = np.linalg.norm(ca[:, None] - cb[None], axis=2) / np.maximum((sa[:, None] + sb[None]) / 2, 1e-6)
+    candidates = sorted((float(d[i, j]), i, j) for i in range(len(a)) for j in range(len(b))
+                        if a.labels[i] == b.labels[j] and d[i, j] <= max_distance)
+    pairs, used_a, used_b = [], set(), set()
+    for _, i, j in candidates:
+        if i not in used_a and j not in used_b:
+            pairs.append((i, j))
+            used_a.add(i)
+            used_b.add(j)
+    return pairs
+
+
+def test_match_agrees_with_walking_every_pair_on_random_boxes():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        sides = []
+        for n in rng.integers(0, 14, 2):
+            # boxes of a few sizes (empty ones too) on a small grid: exact distance ties that share a box happen
+            xy = rng.integers(0, 12, (n, 2)).astype(np.float32)
+            wh = rng.choice([0, 4, 6], (n, 2)).astype(np.float32)
+            sides.append(Detections(np.concatenate([xy, xy + wh], 1), rng.uniform(0, 1, n), rng.integers(0, 2, n)))
+        assert match(*sides) == _walk_every_pair(*sides)
+
+
+def test_pair_cache_matches_once_for_the_frames_between_two_uploads(monkeypatch):
+    calls = []
+    monkeypatch.setattr(reuse_module, "match", lambda a, b: calls.append((a, b)) or match(a, b))
+    a, b, c = det((10, 10, 20, 20, 0.8, 1)), det((14, 10, 24, 20, 0.8, 1)), det((18, 10, 28, 20, 0.8, 1))
+    cache = PairCache()
+    assert cache((4, a), (8, b)) == cache((4, a), (8, b)) == [(0, 0)] and len(calls) == 1
+    assert cache((8, b), (12, c)) == [(0, 0)] and len(calls) == 2
+    assert cache((4, a), None) is None and cache(None, (8, b)) is None and len(calls) == 2
+    # the pairs handed in give what interpolate finds by itself
+    mid = interpolate(a, c, 0.5, cache((4, a), (12, c)))
+    np.testing.assert_array_equal(mid.boxes, interpolate(a, c, 0.5).boxes)
+    given, found = reused(det(), (4, a), (12, c), 6, [(0, 0)]), reused(det(), (4, a), (12, c), 6)
+    np.testing.assert_array_equal(given.boxes, found.boxes)
 
 
 def test_interpolate_moves_matched_boxes_in_time_and_keeps_the_rest_from_the_nearer_answer():

@@ -40,18 +40,21 @@ def match(a: Detections, b: Detections, max_distance: float = 1.0) -> list[tuple
     """
     if len(a) == 0 or len(b) == 0:
         return []
+    # This runs on the edge's core for most frames of a video, on arrays of a few dozen boxes, where each numpy
+    # call's overhead outweighs its work: hence two-element products spelled out rather than prod or norm.
     ca, cb = (a.boxes[:, :2] + a.boxes[:, 2:]) / 2, (b.boxes[:, :2] + b.boxes[:, 2:]) / 2
-    sa = np.sqrt(np.prod(np.maximum(a.boxes[:, 2:] - a.boxes[:, :2], 0), axis=1))
-    sb = np.sqrt(np.prod(np.maximum(b.boxes[:, 2:] - b.boxes[:, :2], 0), axis=1))
-    d = np.linalg.norm(ca[:, None] - cb[None], axis=2) / np.maximum((sa[:, None] + sb[None]) / 2, 1e-6)
+    wa, wb = np.maximum(a.boxes[:, 2:] - a.boxes[:, :2], 0), np.maximum(b.boxes[:, 2:] - b.boxes[:, :2], 0)
+    sa, sb = np.sqrt(wa[:, 0] * wa[:, 1]), np.sqrt(wb[:, 0] * wb[:, 1])
+    dx, dy = ca[:, None, 0] - cb[None, :, 0], ca[:, None, 1] - cb[None, :, 1]
+    d = np.sqrt(dx * dx + dy * dy) / np.maximum((sa[:, None] + sb[None]) / 2, 1e-6)
     d[a.labels[:, None] != b.labels[None]] = np.inf
+    # Only the candidate pairs within reach are sorted and walked.
+    ii, jj = np.nonzero(d <= max_distance)
+    order = np.argsort(d[ii, jj], kind="stable")  # ties keep row-major order
     pairs: list[tuple[int, int]] = []
     used_a: set[int] = set()
     used_b: set[int] = set()
-    for flat in np.argsort(d, axis=None, kind="stable"):
-        i, j = divmod(int(flat), d.shape[1])
-        if not d[i, j] <= max_distance:
-            break
+    for i, j in zip(ii[order].tolist(), jj[order].tolist(), strict=True):
         if i not in used_a and j not in used_b:
             pairs.append((i, j))
             used_a.add(i)
@@ -59,26 +62,26 @@ def match(a: Detections, b: Detections, max_distance: float = 1.0) -> list[tuple
     return pairs
 
 
-def interpolate(before: Detections, after: Detections, w: float) -> Detections:
+def interpolate(before: Detections, after: Detections, w: float,
+                pairs: list[tuple[int, int]] | None = None) -> Detections:
     """The answers ``before`` and ``after`` at fraction ``w`` (0..1) of the time between them.
 
     Matched boxes move linearly and their scores blend; a box found in one answer only is taken from the
-    nearer answer (``w < 0.5``: ``before``) with its score times ``UNMATCHED_WEIGHT``.
+    nearer answer (``w < 0.5``: ``before``) with its score times ``UNMATCHED_WEIGHT``. ``pairs`` is
+    ``match(before, after)`` when the caller has it already (the frames between two uploads share it).
     """
     if not 0.0 <= w <= 1.0:
         raise ValueError(f"interpolation weight must be in [0, 1], got {w}")
-    pairs = match(before, after)
-    boxes = [(1 - w) * before.boxes[i] + w * after.boxes[j] for i, j in pairs]
-    scores = [(1 - w) * before.scores[i] + w * after.scores[j] for i, j in pairs]
-    labels = [before.labels[i] for i, _ in pairs]
-    near, taken = (before, {i for i, _ in pairs}) if w < 0.5 else (after, {j for _, j in pairs})
-    for k in range(len(near)):
-        if k not in taken:
-            boxes.append(near.boxes[k])
-            scores.append(near.scores[k] * UNMATCHED_WEIGHT)
-            labels.append(near.labels[k])
-    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
-                      np.array(labels, np.int64))
+    if pairs is None:
+        pairs = match(before, after)
+    i, j = np.array(pairs, np.intp).reshape(-1, 2).T
+    near, taken = (before, i) if w < 0.5 else (after, j)
+    rest = np.ones(len(near), bool)
+    rest[taken] = False
+    return Detections(np.concatenate([(1 - w) * before.boxes[i] + w * after.boxes[j], near.boxes[rest]]),
+                      np.concatenate([(1 - w) * before.scores[i] + w * after.scores[j],
+                                      near.scores[rest] * UNMATCHED_WEIGHT]),
+                      np.concatenate([before.labels[i], near.labels[rest]]))
 
 
 def merge(edge: Detections, cloud: Detections, iou: float = MERGE_IOU) -> Detections:
@@ -99,17 +102,35 @@ def merge(edge: Detections, cloud: Detections, iou: float = MERGE_IOU) -> Detect
 
 
 def reused(edge: Detections, before: tuple[int, Detections] | None, after: tuple[int, Detections] | None,
-           index: int) -> Detections:
+           index: int, pairs: list[tuple[int, int]] | None = None) -> Detections:
     """Frame ``index``'s result from the answers of uploaded frames ``before`` and/or ``after`` it, as
-    ``(frame index, detections)``; the edge's boxes alone when there is neither."""
+    ``(frame index, detections)``; the edge's boxes alone when there is neither. ``pairs``: the answers'
+    ``match``, when the caller keeps it for the frames between the same two uploads (``PairCache``)."""
     if before is not None and after is not None:
         (u, a), (v, b) = before, after
         if not u < index < v:
             raise ValueError(f"frame {index} is not between uploaded frames {u} and {v}")
-        return merge(edge, interpolate(a, b, (index - u) / (v - u)))
+        return merge(edge, interpolate(a, b, (index - u) / (v - u), pairs))
     if before is not None or after is not None:
         return merge(edge, (before or after)[1])
     return edge
+
+
+class PairCache:
+    """``match`` of the last two uploads' answers: every frame between them interpolates the same pairs."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._pairs: list[tuple[int, int]] = []
+
+    def __call__(self, before: tuple[int, Detections] | None,
+                 after: tuple[int, Detections] | None) -> list[tuple[int, int]] | None:
+        if before is None or after is None:
+            return None
+        key = (before[0], after[0])
+        if key != self._key:
+            self._key, self._pairs = key, match(before[1], after[1])
+        return self._pairs
 
 
 def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=None) -> list[Detections]:
@@ -137,11 +158,13 @@ def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=
         return None
 
     out = []
+    pairs = PairCache()
     for t in range(n):
         if hard[t]:
             out.append(cloud[t])
         elif rule == "none":
             out.append(edge[t])
         else:
-            out.append(reused(edge[t], nearest(t, -1), nearest(t, 1) if rule == "interpolate" else None, t))
+            before, after = nearest(t, -1), nearest(t, 1) if rule == "interpolate" else None
+            out.append(reused(edge[t], before, after, t, pairs(before, after)))
     return out

@@ -27,7 +27,7 @@ import numpy as np
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudOutcome
-from mlkit.joint.reuse import check_reuse, reused
+from mlkit.joint.reuse import PairCache, check_reuse, reused
 from mlkit.joint.stats import JointStats
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ class JointWorker:
         self.report = report or log.info
         self.stats = JointStats()
         self._told: set[str] = set()  # fallback kinds already logged as a warning
+        self._pairs = PairCache()
 
     def _finish(self, p: _Pending, outcome: CloudOutcome | None, before: tuple[int, Detections] | None = None,
                 after: tuple[int, Detections] | None = None) -> FrameResult:
@@ -145,7 +146,8 @@ class JointWorker:
         result = FrameResult(p.frame.index, float(p.frame.timestamp), bool(p.judgement.is_hard),
                              float(p.judgement.score), p.edge, cloud, fallback, p.edge_ms, cloud_ms,
                              (time.perf_counter() - p.frame.captured) * 1000, p.uploaded,
-                             reused(p.edge, before, after, p.frame.index) if near else None, near)
+                             reused(p.edge, before, after, p.frame.index, self._pairs(before, after)) if near else None,
+                             near)
         self.stats.record(is_hard=result.is_hard, edge_ms=result.edge_ms, cloud_ms=cloud_ms,
                           uploaded_bytes=p.uploaded, fallback=fallback, reused=bool(near))
         if self.on_result is not None:
