@@ -11,7 +11,9 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
+from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudConfig
 from mlkit.joint.worker import JointWorker, WorkerConfig
 from mlkit.mining import build_filter
@@ -244,14 +246,17 @@ def _server_batches(url: str) -> float:
     return Helpers.metric(url, "mlkit_batch_size_count", model="big")
 
 
-def test_batched_uploads_share_requests_and_give_each_frame_its_own_answer(edge_model, frames, cloud_server):
+@pytest.mark.parametrize("encode_in_thread", [True, False], ids=["encoder-thread", "caller-encodes"])
+def test_batched_uploads_share_requests_and_give_each_frame_its_own_answer(edge_model, frames, cloud_server,
+                                                                          encode_in_thread):
     # The server runs batching off, so each request is one batch there: its count is the number of requests.
     answers = {}
     for protocol in ("v2", "v1"):
         for batch in (1, 4):
             before = _server_batches(cloud_server.url)
             config = CloudConfig(cloud_server.url, "big", protocol=protocol, timeout_s=60, score_threshold=0.05,
-                                 max_in_flight=len(frames), upload_batch=batch, upload_wait_ms=1000)
+                                 max_in_flight=len(frames), upload_batch=batch, upload_wait_ms=1000,
+                                 encode_in_thread=encode_in_thread)
             with CloudClient(config) as cloud:
                 results, stats = run(edge_model, frames, cloud)
             assert stats["fallbacks"] == 0 and stats["cloud_results"] == len(frames)
@@ -287,13 +292,42 @@ def test_a_failed_batched_request_falls_back_for_every_frame_in_it(edge_model, f
     check_outputs(tmp_path, len(frames), len(frames))
 
 
-def test_closing_sends_the_frames_still_gathering(frames, cloud_server):
-    config = CloudConfig(cloud_server.url, "big", timeout_s=60, upload_batch=8, upload_wait_ms=1000)
+@pytest.mark.parametrize("encode_in_thread", [True, False], ids=["encoder-thread", "caller-encodes"])
+def test_closing_sends_the_frames_still_gathering(frames, cloud_server, encode_in_thread):
+    config = CloudConfig(cloud_server.url, "big", timeout_s=60, upload_batch=8, upload_wait_ms=1000,
+                         encode_in_thread=encode_in_thread)
     cloud = CloudClient(config)
     futures = [cloud.submit(f.image) for f in frames[:2]]
     cloud.close()  # long before the 1 s wait is over
     outcomes = [f.result(timeout=0) for f in futures]
     assert all(o.fallback is None and o.detections is not None for o in outcomes), outcomes
+
+
+def test_the_upload_loop_is_woken_at_most_twice_per_request_not_per_frame(frames, cloud_server, monkeypatch):
+    # Each wake of the loop thread costs a one-core edge box a context switch and a GIL hand-off: a frame joins
+    # the gathering request under a lock, and only a request's first frame (start its wait) and its last (send)
+    # wake the loop.
+    config = CloudConfig(cloud_server.url, "big", timeout_s=60, upload_batch=4, upload_wait_ms=1000,
+                         max_in_flight=8, encode_in_thread=False)
+    with CloudClient(config) as cloud:
+        wakes = []
+        real = cloud._loop.call_soon_threadsafe
+
+        def counted(callback, *args, **kw):
+            wakes.append(callback)
+            return real(callback, *args, **kw)
+
+        monkeypatch.setattr(cloud._loop, "call_soon_threadsafe", counted)
+        futures = [cloud.submit(f.image) for f in frames[:8]]
+        outcomes = [f.result(timeout=60) for f in futures]
+        monkeypatch.undo()
+    assert all(o.fallback is None for o in outcomes), outcomes
+    assert 3 <= len(wakes) <= 4, [w.__name__ for w in wakes]  # 3: the 5th frame came before the 1st request left
+
+
+def test_encode_in_thread_is_checked():
+    with pytest.raises(MlkitError, match="encode_in_thread must be true, false or unset"):
+        CloudConfig("http://127.0.0.1:1", "big", encode_in_thread="yes")
 
 
 def test_upload_batching_is_checked():

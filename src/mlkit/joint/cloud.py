@@ -10,6 +10,11 @@ With ``upload_batch`` > 1, hard frames that arrive within ``upload_wait_ms`` of 
 request (a v2 BYTES tensor of N JPEGs, or N v1 instances). Each request costs the edge about 0.85 ms of
 CPU however many frames it carries, so merging them buys frame rate for a later cloud answer. The
 request's outcome (answer, timeout, error) applies to every frame in it.
+
+Frames reach the loop thread with as few thread hand-offs as possible, because on a one-core edge box each
+costs the frame rate a wake-up and a GIL switch: an encoded frame joins a locked list, and the loop is woken
+only to start a request's wait (its first frame) or to send it (full). The frame is shrunk and encoded in the
+caller's thread when the process has one CPU, else in an encoder thread (``encode_in_thread``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import base64
 import concurrent.futures
 import dataclasses
 import json
+import os
 import threading
 import time
 
@@ -43,6 +49,9 @@ class CloudConfig:
     upload_max_hw: tuple[int, int] | None = None
     upload_batch: int = 1  # hard frames per request (1: each frame is sent at once)
     upload_wait_ms: float = 50.0  # with upload_batch > 1: how long the first frame waits for others
+    # Shrink and encode hard frames in a thread of their own (None: only when this process may use more than one
+    # CPU; on one core that thread would take the same CPU and add hand-offs).
+    encode_in_thread: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.endpoint.startswith(("http://", "https://")):
@@ -61,6 +70,8 @@ class CloudConfig:
                              f"request can gather while another is out")
         if not 0 <= self.upload_wait_ms <= 1000:
             raise MlkitError(f"upload_wait_ms must be between 0 and 1000, got {self.upload_wait_ms}")
+        if self.encode_in_thread is not None and not isinstance(self.encode_in_thread, bool):
+            raise MlkitError(f"encode_in_thread must be true, false or unset, got {self.encode_in_thread!r}")
         if self.upload_max_hw is not None and (len(self.upload_max_hw) != 2 or min(self.upload_max_hw) < 1):
             raise MlkitError(f"upload size must be two positive integers (height, width), got {self.upload_max_hw}")
 
@@ -111,6 +122,17 @@ def env_proxy(url: str) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Upload:
+    """An encoded hard frame waiting for its request."""
+
+    jpeg: bytes
+    captured: tuple[int, int] | None  # (width, height) of the frame, None when it came as JPEG bytes
+    sent: tuple[int, int] | None  # (width, height) of what is sent
+    future: concurrent.futures.Future
+    t0: float  # perf_counter() at submit
+
+
+@dataclasses.dataclass(frozen=True)
 class _Reply:
     """What one request brought back for one of its frames."""
 
@@ -138,14 +160,18 @@ class CloudClient:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="mlkit-cloud", daemon=True)
         self._in_flight = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _in_flight and _gathered
         self._http = None
         self._proxy = env_proxy(config.endpoint)
         self._closed = False
-        self._waiting: list[tuple[bytes, asyncio.Future]] = []  # frames gathering into one request
-        self._timer: asyncio.TimerHandle | None = None
-        self._posts: set[asyncio.Task] = set()
-        self._calls: set[asyncio.Task] = set()  # submitted frames not yet answered (close waits for them)
+        self._gathered: list[_Upload] = []  # encoded frames for the next request
+        self._timer: asyncio.TimerHandle | None = None  # the first gathered frame's wait (loop thread only)
+        self._posts: set[asyncio.Task] = set()  # requests out (close waits for them)
+        in_thread = config.encode_in_thread
+        if in_thread is None:
+            in_thread = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else True
+        self._encoder = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlkit-encode")
+                         if in_thread else None)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
 
@@ -161,7 +187,7 @@ class CloudClient:
         return self._in_flight
 
     def submit(self, frame, jpeg_quality: int = 85) -> concurrent.futures.Future:
-        """Send one frame (RGB array, JPEG-encoded off the caller's thread, or JPEG bytes); never blocks.
+        """Send one frame (RGB array, or JPEG bytes); never waits for the cloud.
 
         The future resolves to a ``CloudOutcome``.
         """
@@ -171,13 +197,89 @@ class CloudClient:
             if self._in_flight >= self.config.max_in_flight:
                 return _done(CloudOutcome(None, "busy", None, f"{self._in_flight} calls already in flight"))
             self._in_flight += 1
-        fut = asyncio.run_coroutine_threadsafe(self._call(frame, jpeg_quality), self._loop)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
         fut.add_done_callback(self._release)
+        t0 = time.perf_counter()
+        if isinstance(frame, bytes | bytearray):
+            self._gather(_Upload(bytes(frame), None, None, fut, t0))
+        elif self._encoder is None:
+            self._encode_and_gather(frame, jpeg_quality, fut, t0)
+        else:
+            self._encoder.submit(self._encode_and_gather, frame, jpeg_quality, fut, t0)
         return fut
 
     def _release(self, _fut) -> None:
         with self._lock:
             self._in_flight -= 1
+
+    def _encode_and_gather(self, frame, jpeg_quality: int, fut: concurrent.futures.Future, t0: float) -> None:
+        try:
+            jpeg, sent = self._encode(frame, jpeg_quality)
+        except Exception as exc:  # not an image cv2 can encode: the caller's mistake, raised from result()
+            fut.set_exception(exc)
+            return
+        self._gather(_Upload(jpeg, (frame.shape[1], frame.shape[0]), sent, fut, t0))
+
+    def _gather(self, upload: _Upload) -> None:
+        """Add a frame to the next request; wake the loop only to start its wait or to send it."""
+        with self._lock:
+            self._gathered.append(upload)
+            n = len(self._gathered)
+        if n % self.config.upload_batch == 0:
+            self._loop.call_soon_threadsafe(self._send_full)
+        elif n == 1:
+            self._loop.call_soon_threadsafe(self._start_wait)
+
+    def _start_wait(self) -> None:
+        """Loop thread: the first frame of a request waits ``upload_wait_ms`` for others."""
+        with self._lock:
+            waiting = bool(self._gathered)
+        if waiting and self._timer is None:
+            self._timer = self._loop.call_later(self.config.upload_wait_ms / 1000, self._send_all)
+
+    def _send_full(self) -> None:
+        """Loop thread: send every full request; frames left over wait for more (until the running deadline, if any)."""
+        self._send(everything=False)
+        self._start_wait()
+
+    def _send_all(self) -> None:
+        """Loop thread: the wait is over (or the client is closing): send every gathered frame."""
+        self._send(everything=True)
+
+    def _send(self, everything: bool) -> None:
+        batch = self.config.upload_batch
+        with self._lock:
+            keep = 0 if everything else len(self._gathered) % batch
+            items = self._gathered[:len(self._gathered) - keep]
+            del self._gathered[:len(items)]
+            left = bool(self._gathered)
+        if self._timer is not None and (everything or not left):  # frames left over keep the earlier deadline
+            self._timer.cancel()
+            self._timer = None
+        for i in range(0, len(items), batch):
+            task = self._loop.create_task(self._post_gathered(items[i:i + batch]))
+            self._posts.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._posts.discard)
+
+    async def _post_gathered(self, items: list[_Upload]) -> None:
+        try:
+            replies = await self._post([u.jpeg for u in items])
+        except BaseException as exc:  # a bug or a cancelled loop: the futures must still resolve
+            for u in items:
+                if not u.future.done():
+                    u.future.set_exception(exc if isinstance(exc, Exception) else MlkitError("cloud client stopped"))
+            raise
+        done = time.perf_counter()
+        for u, reply in zip(items, replies, strict=True):
+            u.future.set_result(self._outcome(u, reply, (done - u.t0) * 1000))
+
+    @staticmethod
+    def _outcome(u: _Upload, reply: _Reply, ms: float) -> CloudOutcome:
+        if reply.detections is None:
+            nbytes = 0 if reply.fallback == "connection" else len(u.jpeg)  # a refused connection delivered nothing
+            return CloudOutcome(None, reply.fallback, ms, reply.detail, nbytes)
+        det = reply.detections if u.sent == u.captured else _unscale(reply.detections, u.sent, u.captured)
+        return CloudOutcome(det, None, ms, "", len(u.jpeg))
 
     def _request(self, jpegs: list[bytes]) -> tuple[str, dict]:
         c = self.config
@@ -223,58 +325,6 @@ class CloudClient:
         except (ValueError, KeyError, TypeError, MlkitError) as exc:
             return [_Reply(None, "bad_response", str(exc)[:200])] * len(jpegs)
 
-    async def _send(self, jpeg: bytes) -> _Reply:
-        if self.config.upload_batch == 1:
-            return (await self._post([jpeg]))[0]
-        fut = asyncio.get_running_loop().create_future()
-        self._waiting.append((jpeg, fut))
-        if len(self._waiting) >= self.config.upload_batch:
-            self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.config.upload_wait_ms / 1000, self._flush)
-        return await fut
-
-    def _flush(self) -> None:
-        """Send the frames gathered so far as one request."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        items, self._waiting = self._waiting, []
-        if items:
-            task = asyncio.get_running_loop().create_task(self._post_gathered(items))
-            self._posts.add(task)  # the loop keeps only weak references to tasks
-            task.add_done_callback(self._posts.discard)
-
-    async def _post_gathered(self, items: list[tuple[bytes, asyncio.Future]]) -> None:
-        replies = await self._post([jpeg for jpeg, _ in items])
-        for (_, fut), reply in zip(items, replies, strict=True):
-            if not fut.done():
-                fut.set_result(reply)
-
-    async def _call(self, frame, jpeg_quality: int) -> CloudOutcome:
-        task = asyncio.current_task()
-        self._calls.add(task)
-        try:
-            return await self._answer(frame, jpeg_quality)
-        finally:
-            self._calls.discard(task)
-
-    async def _answer(self, frame, jpeg_quality: int) -> CloudOutcome:
-        t0 = time.perf_counter()
-        captured = sent = None  # (width, height) of the frame and of what was sent
-        if isinstance(frame, bytes | bytearray):
-            jpeg = bytes(frame)
-        else:  # cv2 releases the GIL: shrinking and encoding in a worker thread keeps them off the edge loop
-            captured = frame.shape[1], frame.shape[0]
-            jpeg, sent = await asyncio.get_running_loop().run_in_executor(None, self._encode, frame, jpeg_quality)
-        reply = await self._send(jpeg)
-        ms = (time.perf_counter() - t0) * 1000
-        if reply.detections is None:
-            nbytes = 0 if reply.fallback == "connection" else len(jpeg)  # a refused connection delivered nothing
-            return CloudOutcome(None, reply.fallback, ms, reply.detail, nbytes)
-        det = reply.detections if sent == captured else _unscale(reply.detections, sent, captured)
-        return CloudOutcome(det, None, ms, "", len(jpeg))
-
     def _encode(self, frame, jpeg_quality: int) -> tuple[bytes, tuple[int, int]]:
         """(JPEG, (width, height) sent)."""
         from mlkit.joint.worker import encode_jpeg
@@ -284,16 +334,18 @@ class CloudClient:
         return encode_jpeg(frame, jpeg_quality), (frame.shape[1], frame.shape[0])
 
     async def _shutdown(self) -> None:
-        """Answer every submitted frame (each call is bounded by the timeout), then close the session."""
-        while self._calls:
-            self._flush()  # frames gathering for a request go now; frames still encoding join the next turn
-            await asyncio.wait(set(self._calls), timeout=0.05)
+        """Answer every submitted frame (each request is bounded by the timeout), then close the session."""
+        self._send_all()
+        while self._posts:
+            await asyncio.wait(set(self._posts))
         await self._http.close()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=True)  # every frame handed to it is gathered now
         if self._http is not None:
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(
                 timeout=self.config.timeout_s + self.config.upload_wait_ms / 1000 + 10)
