@@ -38,6 +38,20 @@ def test_stream_a_file_with_annotated_video(server, clip, tmp_path):
     assert not list(out.glob(".*tmp*")), "no temp file may be left behind"
 
 
+def test_too_few_class_names_are_said_once_and_ids_stay_numbers(server, clip, tmp_path, caplog):
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="mlkit.client.stream"):
+        r = run("--source", clip, "--endpoint", server.url, "--model", "little", "--fast", "--output", out,
+                "--class-names", "person", "--no-progress")
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    ids = {d["class_id"] for x in lines for d in x["detections"]}
+    assert max(ids) >= 1, "the clip must show a class beyond the one name given"
+    assert {d["label"] for x in lines for d in x["detections"] if d["class_id"] >= 1} <= {"1", "2", "3"}
+    warned = [m for m in caplog.messages if "only 1 class names were given (person)" in m]
+    assert len(warned) == 1, caplog.messages
+
+
 def test_missing_file(server, tmp_path):
     r = run("--source", tmp_path / "nope.avi", "--endpoint", server.url, "--model", "little")
     assert r.exit_code == 2 and "video file not found" in r.output

@@ -6,6 +6,7 @@ import base64
 
 import httpx
 import numpy as np
+import pytest
 
 from mlkit.serving.predictor import v2_detections
 
@@ -83,3 +84,32 @@ def test_batching_off_runs_batch_size_one(server, images, h):
     assert codes == [200] * 6
     n = h.metric(server.url, "mlkit_batch_size_count") - before_n
     assert n == 6 and h.metric(server.url, "mlkit_batch_size_sum") - before_sum == 6
+
+
+def test_v2_returns_the_outputs_asked_for_and_refuses_unknown_names(server, images, h):
+    from mlkit.client.grpc import GRPCServingClient
+    from mlkit.client.http import ServingError
+
+    url = f"{server.url}/v2/models/helmet/infer"
+    inputs = [{"name": "image", "shape": [1], "datatype": "BYTES",
+               "data": [base64.b64encode(h.png(images[0])).decode()]}]
+    r = httpx.post(url, json={"inputs": inputs, "outputs": [{"name": "num_detections"}, {"name": "boxes"}]},
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    assert sorted(o["name"] for o in r.json()["outputs"]) == ["boxes", "num_detections"]
+    r = httpx.post(url, json={"inputs": inputs, "outputs": [{"name": "box"}]}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert "unknown output 'box': this model's outputs are boxes, scores, classes, num_detections" in r.text
+    r = httpx.post(url, json={"inputs": inputs, "outputs": "boxes"}, timeout=30)
+    assert r.status_code == 400 and "'outputs' must be a list of objects with a 'name'" in r.text, r.text
+    with GRPCServingClient(server.grpc_url, "helmet", encoding="png", timeout=30) as client:
+        request = client.build(images[:1])
+        request.outputs.add().name = "labels"
+        with pytest.raises(ServingError, match="INVALID_ARGUMENT: unknown output 'labels'"):
+            client.infer(request)
+    # A client's mistake is one WARNING line in the server log, for REST and gRPC alike: no ERROR, no traceback.
+    log = server.log_path.read_text()
+    assert "gRPC INVALID_ARGUMENT ModelInfer: unknown output 'labels'" in log
+    assert "400 POST /v2/models/helmet/infer: unknown output 'box'" in log
+    assert "unknown output 'labels'" not in "".join(line for line in log.splitlines(True) if "ERROR" in line)
+    assert "Traceback" not in log

@@ -139,8 +139,15 @@ class ResultWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.class_names, self.lines = path, tuple(class_names), 0
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self._named_all = True  # no class id beyond the names given has come yet
 
     def write(self, frame: Frame, det: Detections, latency: float) -> None:
+        if self.class_names and self._named_all and len(det) and int(det.labels.max()) >= len(self.class_names):
+            self._named_all = False  # said once: the names were probably another model's
+            log.warning("the server returned class id %d, but only %d class names were given (%s); ids from %d "
+                        "on are written as numbers. Pass the served model's names, or its metadata.json",
+                        int(det.labels.max()), len(self.class_names), ", ".join(self.class_names),
+                        len(self.class_names))
         line = json.dumps({"frame": frame.index, "timestamp": round(frame.timestamp, 6),
                            "latency_ms": round(1000 * latency, 3),
                            "detections": det.to_list(self.class_names)}, separators=(",", ":"))

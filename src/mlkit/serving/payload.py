@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse, to_http_parameters
+from kserve.protocol.infer_type import (
+    InferInput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    to_http_parameters,
+)
 
 # Largest image side accepted (pixels); bigger images are almost certainly a client bug.
 MAX_IMAGE_SIDE = 8192
@@ -299,7 +305,27 @@ def parse_v2_rest(body: bytes, headers: Mapping[str, str], model_name: str,
             raise InvalidInput(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
         inputs.append(InferInput(name=name, shape=shape, datatype=dtype, data=value))
     return InferRequest(model_name=model_name, infer_inputs=inputs, request_id=doc.get("id"),
-                        parameters=params, model_version=model_version)
+                        parameters=params, model_version=model_version,
+                        request_outputs=_requested_outputs(doc.get("outputs")))
+
+
+def _requested_outputs(raw) -> list[RequestedOutput] | None:
+    """The body's ``outputs`` list (names of the outputs wanted), checked for shape only."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw):
+        raise InvalidInput("'outputs' must be a list of objects with a 'name', such as [{\"name\": \"boxes\"}]")
+    return [RequestedOutput(o["name"], o.get("parameters")) for o in raw] or None
+
+
+def requested_output_names(request: InferRequest, known: Sequence[str]) -> tuple[str, ...] | None:
+    """The outputs a v2 request asks for (None: all of them); an unknown name is a 400 naming the known ones."""
+    wanted = tuple(o.name for o in request.request_outputs or ())
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise InvalidInput(f"unknown output {', '.join(map(repr, unknown))}: this model's outputs are "
+                           f"{', '.join(known)}")
+    return wanted or None
 
 
 def _split_bytes(raw: bytes, name: str) -> np.ndarray:

@@ -32,7 +32,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.serving.batcher import DynamicBatcher
-from mlkit.serving.payload import Thresholds, parse_v1, parse_v2, thresholds
+from mlkit.serving.payload import Thresholds, parse_v1, parse_v2, requested_output_names, thresholds
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Job:
     request_id: str | None = None
     binary_outputs: bool = False
     from_grpc: bool = False
+    outputs: tuple[str, ...] | None = None  # the v2 outputs asked for (None: all)
 
     @property
     def n(self) -> int:
@@ -185,9 +186,10 @@ class TFLiteModel(Model):
             protocol = "v2"
             rid, from_grpc = payload.id, bool(payload.from_grpc)
             binary = bool(params.get("binary_data_output", False)) and not from_grpc
+            outputs = requested_output_names(payload, [o["name"] for o in self.get_output_types()])
         elif isinstance(payload, dict | bytes | bytearray | str):
             images, params = parse_v1(payload)
-            protocol, rid, from_grpc, binary = "v1", None, False, False
+            protocol, rid, from_grpc, binary, outputs = "v1", None, False, False, None
         else:
             raise InvalidInput(f"unsupported request payload of type {type(payload).__name__}")
         th = thresholds(params)
@@ -195,7 +197,7 @@ class TFLiteModel(Model):
             batch, extra = self.runtime.prepare(images)
         except MlkitError as exc:
             raise InvalidInput(str(exc)) from None
-        return Job(protocol, batch, extra, th, rid, binary, from_grpc)
+        return Job(protocol, batch, extra, th, rid, binary, from_grpc, outputs)
 
     async def preprocess(self, payload: Any, headers: dict | None = None) -> Job:
         if not self.ready or self.runtime is None:
@@ -241,7 +243,8 @@ class TFLiteModel(Model):
         if job.protocol == "v1":
             return {"predictions": self.v1_predictions(items)}
         return InferResponse(response_id=job.request_id or "", model_name=self.name,
-                             infer_outputs=self.v2_outputs(items),
+                             infer_outputs=[o for o in self.v2_outputs(items)
+                                            if job.outputs is None or o.name in job.outputs],
                              model_version=None if self.version is None else str(self.version),
                              use_binary_outputs=job.binary_outputs)
 

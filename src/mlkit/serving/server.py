@@ -241,6 +241,20 @@ def _make_server_class():
     from kserve.protocol.grpc.servicer import InferenceServicer
     from kserve.protocol.rest.server import RESTServer
 
+    class ClientErrorInterceptor(ExceptionToStatusInterceptor):
+        """KServe's interceptor logs a bad gRPC request at ERROR with its traceback; like the REST handlers, a
+        client error is one WARNING line here, with KServe's status code and message."""
+
+        async def handle_exception(self, ex, request_or_iterator, context, method_name):
+            from grpc import StatusCode
+            from kserve.errors import InvalidInput, ModelNotFound
+
+            for kind, code in ((InvalidInput, StatusCode.INVALID_ARGUMENT), (ModelNotFound, StatusCode.NOT_FOUND)):
+                if isinstance(ex, kind):
+                    log.warning("gRPC %s %s: %s", code.name, method_name.rsplit("/", 1)[-1], ex.reason)
+                    await context.abort(code, ex.reason)
+            await super().handle_exception(ex, request_or_iterator, context, method_name)
+
     class HostGRPCServer(GRPCServer):
         """KServe's gRPC server, bound to ``host`` instead of ``[::]``."""
 
@@ -256,7 +270,7 @@ def _make_server_class():
             servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
             self._server = aio.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers),
-                interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+                interceptors=(LoggingInterceptor(), ClientErrorInterceptor()),
                 options=[("grpc.max_send_message_length", self._kwargs["grpc_max_send_message_length"]),
                          ("grpc.max_receive_message_length", self._kwargs["grpc_max_receive_message_length"])])
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
