@@ -52,6 +52,11 @@ def test_v1_pipeline(server, images, direct):
     assert r.json() == {"predictions": [{"label": c} for c in expected_label(direct, images)]}
     r = httpx.post(f"{server.url}/v1/models/average:predict", json=body, timeout=30)
     preds = r.json()["predictions"]
+    # v2 returns the outputs a request names, and only those
+    v2 = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [_b64(images[0])]}],
+          "outputs": [{"name": "a"}]}
+    answer = httpx.post(f"{server.url}/v2/models/average/infer", json=v2, timeout=30)
+    assert answer.status_code == 200 and [o["name"] for o in answer.json()["outputs"]] == ["a"], answer.text
     assert len(preds) == len(images)
     np.testing.assert_allclose([p["a"] for p in preds], direct("cls-a", images), atol=1e-5)
     np.testing.assert_allclose([p["probabilities"] for p in preds],
@@ -152,6 +157,13 @@ def test_a_failing_node_fails_its_request_with_the_node_name(server):
     ("v1/models/guarded:predict", {"instances": [{"y": [1, 2, 3]}]}, 400, "instance 0 must have exactly the inputs"),
     ("v2/models/guarded/infer", {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "UINT8", "data": [1, 2, 3]}]},
      400, "input 'x' has datatype UINT8; expected FP32"),
+    ("v2/models/ensemble/infer", {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["x"]}],
+                                  "outputs": [{"name": "labels"}]},
+     400, "unknown output 'labels': this model's outputs are label"),
+    ("v2/models/argmax/infer", {"inputs": [{"name": "input1", "shape": [1, 3], "datatype": "FP32", "data": [0, 1, 0]},
+                                           {"name": "input2", "shape": [1, 3], "datatype": "FP32", "data": [1, 0, 0]}],
+                                "outputs": [{"name": "argmax"}]},
+     400, "unknown output 'argmax': this model's outputs are label"),
 ])
 def test_bad_requests_get_400_with_a_reason(server, path, body, status, message):
     r = httpx.post(f"{server.url}/{path}", json=body, timeout=30)

@@ -95,6 +95,7 @@ class Decoded:
     request_id: str | None = None
     binary_outputs: bool = False
     trace: list[NodeRun] = dataclasses.field(default_factory=list)
+    outputs: tuple[str, ...] | None = None  # the v2 outputs asked for (None: all)
     forwarded: dict[str, Any] = dataclasses.field(default_factory=dict)  # cluster steps: data passed along
 
 
@@ -114,11 +115,13 @@ def _numeric(value: Any, spec: TensorSpec, where: str, datatype: str | None = No
 
 def decode_request(pipeline: Pipeline, payload: Any) -> Decoded:
     """A v1 dict or v2 ``InferRequest`` -> pipeline input values; ``InvalidInput`` for anything malformed."""
-    from mlkit.serving.payload import parse_v1, parse_v2
+    from mlkit.serving.payload import parse_v1, parse_v2, requested_output_names
 
     names = list(pipeline.inputs)
     items: dict[str, Any] = {}
+    wanted = None
     if isinstance(payload, InferRequest):
+        wanted = requested_output_names(payload, list(pipeline.output_specs))
         by_name = {i.name: i for i in payload.inputs}
         unknown = sorted(set(by_name) - set(names))
         if unknown:
@@ -158,7 +161,7 @@ def decode_request(pipeline: Pipeline, payload: Any) -> Decoded:
     sizes = {k: len(v) for k, v in items.items()}
     if len(set(sizes.values())) != 1 or 0 in sizes.values():
         raise InvalidInput(f"inputs must hold the same number (>= 1) of instances, got {sizes}")
-    return Decoded(protocol, items, next(iter(sizes.values())), rid, binary)
+    return Decoded(protocol, items, next(iter(sizes.values())), rid, binary, outputs=wanted)
 
 
 def v2_outputs(outputs: dict[str, Any]) -> list[InferOutput]:
@@ -225,6 +228,8 @@ class PipelineModel(Model):
         req, outputs = result
         if req.protocol == "v1":
             return {"predictions": v1_predictions(outputs, req.n)}
+        if req.outputs is not None:
+            outputs = {k: v for k, v in outputs.items() if k in req.outputs}
         return InferResponse(response_id=req.request_id or "", model_name=self.name, infer_outputs=v2_outputs(outputs),
                              use_binary_outputs=req.binary_outputs)
 

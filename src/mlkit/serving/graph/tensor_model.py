@@ -28,6 +28,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse,
 
 from mlkit.errors import MlkitError
 from mlkit.serving.graph.tensors import TensorSpec, datatype_of, shapes_compatible
+from mlkit.serving.payload import requested_output_names
 from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class TensorJob:
     n: int
     request_id: str | None = None
     binary_outputs: bool = False
+    outputs: tuple[str, ...] | None = None  # the v2 outputs asked for (None: all)
 
 
 class TFLiteTensorModel(TFLiteModel):
@@ -156,8 +158,9 @@ class TFLiteTensorModel(TFLiteModel):
                     arrays[inp.name] = inp.as_numpy()
                 params = to_http_parameters(payload.parameters) if payload.parameters else {}
                 binary = bool(params.get("binary_data_output", False)) and not payload.from_grpc
+                wanted = requested_output_names(payload, [io.name for io in self.runtime.outputs])
                 arrays, n = self.check_arrays(arrays)
-                return TensorJob("v2", arrays, n, payload.id, binary)
+                return TensorJob("v2", arrays, n, payload.id, binary, wanted)
             if isinstance(payload, dict):
                 instances = payload.get("instances")
                 if not isinstance(instances, list) or not instances:
@@ -171,6 +174,8 @@ class TFLiteTensorModel(TFLiteModel):
                     arrays = {k: [inst.get(k) for inst in instances] for k in {k for i in instances for k in i}}
                 arrays, n = self.check_arrays(arrays)
                 return TensorJob("v1", arrays, n)
+        except InvalidInput:
+            raise
         except MlkitError as exc:
             raise InvalidInput(str(exc)) from None
         except (ValueError, TypeError) as exc:
@@ -209,7 +214,8 @@ class TFLiteTensorModel(TFLiteModel):
             return {"predictions": [r[names[0]] for r in rows] if len(names) == 1 else rows}
         return InferResponse(response_id=job.request_id or "", model_name=self.name,
                              infer_outputs=[InferOutput(name=k, shape=list(v.shape), datatype=datatype_of(v.dtype),
-                                                        data=v) for k, v in outputs.items()],
+                                                        data=v) for k, v in outputs.items()
+                                            if job.outputs is None or k in job.outputs],
                              model_version=None if self.version is None else str(self.version),
                              use_binary_outputs=job.binary_outputs)
 
