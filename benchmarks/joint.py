@@ -17,6 +17,9 @@ Each filter runs three times: uploading frames as captured; shrunk to the cloud 
 per request within ``--upload-wait-ms`` (``upload_batch``; ``--upload-batch 1`` skips that row). A control row
 sends the first filter's model-sized uploads to a second cloud without the added delay: if the edge never waits for
 the cloud, its frame rate does not depend on the cloud's latency, and what it loses is the upload work itself.
+A last row takes the network out (``--no-offline`` skips it): the first filter's hard frames are shrunk and
+encoded exactly as the real client does, and answered at once with the cloud model's answer for that frame,
+computed in process before the runs. It is the frame rate that the upload's own pixel work leaves, in this run.
 
 A filter runs at the threshold the joint evaluation tuned (``--tuned``, the report of ``mlkit joint evaluate``)
 when that report has it, else at its defaults. Printed: edge-only frames/s, joint frames/s of the edge loop and
@@ -72,6 +75,30 @@ def run(edge, hem, cloud, frames_, reuse: str = "none") -> tuple[float, float, d
     total = time.perf_counter() - t0
     assert n == len(fs)
     return pulled[-1] - t0, total, {**worker.stats.snapshot(), "cpu_ms": (time.process_time() - cpu0) * 1000}
+
+
+class OfflineCloud:
+    """A cloud without the network: ``submit`` shrinks and encodes like ``CloudClient`` and answers at once with the
+    cloud model's precomputed answer for that frame (keyed by the frame's pixel array)."""
+
+    def __init__(self, config, answers: dict) -> None:
+        self.config, self._answers = config, answers
+
+    def submit(self, frame, jpeg_quality: int = 85):
+        import concurrent.futures
+
+        from mlkit.joint.cloud import CloudOutcome, encode_upload
+
+        jpeg, _ = encode_upload(frame, jpeg_quality, self.config.upload_max_hw)
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        done.set_result(CloudOutcome(self._answers[id(frame)], None, 0.0, "", len(jpeg)))
+        return done
+
+    def __enter__(self) -> OfflineCloud:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def upload_work_ms(frames_, shape) -> tuple[float, float]:
@@ -130,6 +157,9 @@ def main() -> None:
                    help="The worker's reuse rule: with interpolate, results wait for the next upload's answer "
                         "(the edge loop does not).")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")
+    p.add_argument("--no-offline", dest="offline", action="store_false",
+                   help="Skip the row without the network: the first filter's model-sized uploads encoded as the "
+                        "client does and answered at once from the cloud model run in process beforehand.")
     p.add_argument("--no-control", dest="control", action="store_false",
                    help="Skip the control row: the first filter's model-sized uploads to a second cloud without the "
                         "added delay (if the edge never waits, its frame rate does not depend on the delay).")
@@ -161,12 +191,13 @@ def main() -> None:
     print(f"edge only: {edge_fps:.1f} frames/s ({per_frame_ms:.1f} ms per frame, inference p50 "
           f"{edge_stats['edge_ms']['p50']} ms); cloud delay set to {delay_ms:.0f} ms ({args.slowdown:g}x); {where}")
 
-    def pairs(hem, url: str, shape, timeout_s: float, batch: int = 1) -> tuple[list, list, list, dict]:
-        """``args.rounds`` edge-only / joint pairs against the server at ``url``."""
+    def pairs(hem, url: str, shape, timeout_s: float, batch: int = 1,
+              answers: dict | None = None) -> tuple[list, list, list, dict]:
+        """``args.rounds`` edge-only / joint pairs against the server at ``url`` (``answers``: offline, no server)."""
         config = CloudConfig(url, "big", timeout_s=timeout_s, max_in_flight=args.max_in_flight, score_threshold=0.05,
                              upload_max_hw=shape, upload_batch=batch, upload_wait_ms=args.upload_wait_ms)
         loop_ratios, total_ratios, fps, per_upload = [], [], [], []
-        with CloudClient(config) as cloud:
+        with CloudClient(config) if answers is None else OfflineCloud(config, answers) as cloud:
             run(edge, hem, cloud, fs[:20], args.reuse)  # warm the connections and the server
             for _ in range(args.rounds):  # edge-only next to each joint run: the host drifts
                 alone, _, alone_stats = run(edge, edge_only, None, fs)
@@ -180,6 +211,14 @@ def main() -> None:
         stats["cpu_per_upload_ms"] = statistics.median(per_upload) if per_upload else None
         return fps, loop_ratios, total_ratios, stats
 
+    def cloud_answers() -> dict:
+        """The cloud model's answer for every frame, keyed by its pixel array, run in process before timing."""
+        if not precomputed:
+            cloud_model = open_detector(cloud_src, num_threads=1)
+            precomputed.update({id(f.image): cloud_model.predict([f.image], score_threshold=0.05)[0] for f in fs})
+        return precomputed
+
+    precomputed: dict = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="mlkit-bench-joint-") as tmp:
         repo = Path(tmp) / "repo" / "big" / "1"
@@ -209,6 +248,9 @@ def main() -> None:
                 if args.control and i == 0:  # the same uploads without the added delay: does latency cost frames?
                     rows.append((f"{method}, model-sized upload, no added delay", how,
                                  *pairs(hem, servers[1].url, model_hw, timeout_s)))
+                if args.offline and i == 0:  # the same uploads without any network: what the pixel work leaves
+                    rows.append((f"{method}, model-sized upload, no network (encode only)", how,
+                                 *pairs(hem, servers[0].url, model_hw, timeout_s, answers=cloud_answers())))
         finally:
             for server in servers:
                 server.stop()

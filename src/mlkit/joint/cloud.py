@@ -98,6 +98,18 @@ def shrink_to_fit(rgb, max_h: int, max_w: int):
     return rgb if scale >= 1.0 else shrink(rgb, nw, nh)
 
 
+def encode_upload(rgb, jpeg_quality: int, max_hw: tuple[int, int] | None = None) -> tuple[bytes, tuple[int, int]]:
+    """A hard frame as uploaded: shrunk to fit ``max_hw`` (height, width) if given, JPEG-encoded.
+
+    Returns (JPEG, (width, height) sent).
+    """
+    from mlkit.joint.worker import encode_jpeg
+
+    if max_hw is not None:
+        rgb = shrink_to_fit(rgb, *max_hw)
+    return encode_jpeg(rgb, jpeg_quality), (rgb.shape[1], rgb.shape[0])
+
+
 def _unscale(det: Detections, shrunk: tuple[int, int], captured: tuple[int, int]) -> Detections:
     """Boxes found on a frame shrunk to ``shrunk`` (width, height), back in the ``captured`` frame's pixels."""
     width, height = captured
@@ -214,7 +226,7 @@ class CloudClient:
 
     def _encode_and_gather(self, frame, jpeg_quality: int, fut: concurrent.futures.Future, t0: float) -> None:
         try:
-            jpeg, sent = self._encode(frame, jpeg_quality)
+            jpeg, sent = encode_upload(frame, jpeg_quality, self.config.upload_max_hw)
         except Exception as exc:  # not an image cv2 can encode: the caller's mistake, raised from result()
             fut.set_exception(exc)
             return
@@ -324,14 +336,6 @@ class CloudClient:
             return [_Reply(d) for d in self._parse(json.loads(body), len(jpegs))]
         except (ValueError, KeyError, TypeError, MlkitError) as exc:
             return [_Reply(None, "bad_response", str(exc)[:200])] * len(jpegs)
-
-    def _encode(self, frame, jpeg_quality: int) -> tuple[bytes, tuple[int, int]]:
-        """(JPEG, (width, height) sent)."""
-        from mlkit.joint.worker import encode_jpeg
-
-        if self.config.upload_max_hw is not None:
-            frame = shrink_to_fit(frame, *self.config.upload_max_hw)
-        return encode_jpeg(frame, jpeg_quality), (frame.shape[1], frame.shape[0])
 
     async def _shutdown(self) -> None:
         """Answer every submitted frame (each request is bounded by the timeout), then close the session."""
