@@ -185,6 +185,28 @@ def test_interpolate_serves_every_frame_from_the_uploads_around_it(edge_model, f
     assert len(list((tmp_path / "all_examples_inference_output").glob("*.jpg"))) == len(frames)
 
 
+def test_a_worker_run_again_does_not_reuse_the_last_run_s_matches(edge_model, frames, cloud_server):
+    # Frame indices start at 0 in every run: matches kept from a run over other images must not serve the next.
+    import dataclasses
+
+    from mlkit.joint.worker import JointWorker
+
+    # three other images, uploads at 0 and 2: this run's last match is for frames (0, 2), as the next run's first
+    others = [dataclasses.replace(f, index=i) for i, f in enumerate(frames[::-1][:3])]
+    with CloudClient(CloudConfig(cloud_server.url, "big", timeout_s=60, score_threshold=0.05,
+                                 max_in_flight=len(frames))) as cloud:
+        worker = JointWorker(edge_model, build_filter(KEYFRAMES), cloud, WorkerConfig(report_every_s=0,
+                                                                                        reuse="interpolate"))
+        list(worker.run(others))
+        worker.hem = build_filter(KEYFRAMES)
+        results = list(worker.run(frames))
+    want = final_sequence([r.edge for r in results], [r.cloud for r in results],
+                          [r.source == "cloud" for r in results], "interpolate", reach=8)
+    for r, w in zip(results, want, strict=True):
+        np.testing.assert_allclose(r.final.boxes, w.boxes)
+        np.testing.assert_allclose(r.final.scores, w.scores)
+
+
 def test_hold_reuses_only_an_answer_within_reach(edge_model, frames, cloud_server):
     with CloudClient(CloudConfig(cloud_server.url, "big", timeout_s=60, max_in_flight=len(frames))) as cloud:
         results, stats = run(edge_model, frames, cloud,

@@ -125,7 +125,6 @@ class JointWorker:
         self.report = report or log.info
         self.stats = JointStats()
         self._told: set[str] = set()  # fallback kinds already logged as a warning
-        self._pairs = PairCache()
 
     def _finish(self, p: _Pending, outcome: CloudOutcome | None, before: tuple[int, Detections] | None = None,
                 after: tuple[int, Detections] | None = None) -> FrameResult:
@@ -211,6 +210,7 @@ class JointWorker:
     def run(self, frames: Iterable) -> Iterator[FrameResult]:
         pending: collections.deque[_Pending] = collections.deque()
         self._last_answer: tuple[int, Detections] | None = None  # the latest uploaded frame the cloud answered
+        self._pairs = PairCache()  # keyed by frame indices, which start again with each run
         # The cloud call has its own timeout; the extra margin only guards against a stuck loop.
         self._drain_timeout = None if self.cloud is None else self.cloud.config.timeout_s + 5.0
         last_report = time.monotonic()
