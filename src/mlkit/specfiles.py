@@ -21,6 +21,18 @@ def read_yaml(path: str | Path, what: str) -> Any:
         raise MlkitError(f"{path} is not valid YAML: {exc}") from None
 
 
+# mlkit's own, and Sedna's under its current and its former (Neptune) name: its YAML can be used as it is.
+API_VERSIONS = ("mlkit.io/v1", "sedna.io/v1alpha1", "neptune.io/v1alpha1")
+
+
+def check_kind_and_version(where: str, kind: str, api_version: str, expected_kind: str) -> None:
+    """``MlkitError`` unless the spec is an ``expected_kind`` under one of ``API_VERSIONS``."""
+    if kind != expected_kind:
+        raise MlkitError(f"{where}: kind must be {expected_kind}, got {kind!r}")
+    if api_version not in API_VERSIONS:
+        raise MlkitError(f"{where}: apiVersion must be one of {list(API_VERSIONS)}, got {api_version!r}")
+
+
 def parse_hw(text: str) -> tuple[int, int]:
     """"352,448" -> (352, 448): a height and a width, as the seeds write input shapes; ``ValueError`` otherwise."""
     parts = [p.strip() for p in str(text).split(",")]

@@ -81,9 +81,6 @@ DEPLOY_PARAMETERS: dict[str, tuple[type, Any, str]] = {
 }
 
 
-# mlkit's own, and Sedna's under its current and its former (Neptune) name: its YAML can be used as it is.
-API_VERSIONS = ("mlkit.io/v1", "sedna.io/v1alpha1", "neptune.io/v1alpha1")
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -315,10 +312,9 @@ class IncrementalLearningJob(_Strict):
 
 def _check(job: IncrementalLearningJob, where: str) -> None:
     """Cross-field checks that pydantic field validators cannot express."""
-    if job.kind != "IncrementalLearningJob":
-        raise MlkitError(f"{where}: kind must be IncrementalLearningJob, got {job.kind!r}")
-    if job.apiVersion not in API_VERSIONS:
-        raise MlkitError(f"{where}: apiVersion must be one of {list(API_VERSIONS)}, got {job.apiVersion!r}")
+    from mlkit.specfiles import check_kind_and_version
+
+    check_kind_and_version(where, job.kind, job.apiVersion, "IncrementalLearningJob")
     if not job.spec.initialModel.url:
         raise MlkitError(f"{where}: spec.initialModel.url must point to the initial model (a trained detector "
                          "folder with config.json and model.weights.h5)")

@@ -78,9 +78,6 @@ CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
 }
 
 
-# mlkit's own, and Sedna's under its current and its former (Neptune) name: its YAML can be used as it is.
-API_VERSIONS = ("mlkit.io/v1", "sedna.io/v1alpha1", "neptune.io/v1alpha1")
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -198,7 +195,7 @@ def _typed(pairs: list[KeyValue], known: dict[str, tuple[type, Any, str]], where
 
 def load_service(path: str | Path) -> JointInferenceService:
     """Read and validate a JointInferenceService YAML; every problem is an ``MlkitError`` naming the field."""
-    from mlkit.specfiles import read_yaml, validation_problems
+    from mlkit.specfiles import check_kind_and_version, read_yaml, validation_problems
 
     path = Path(path)
     data = read_yaml(path, "joint-inference config")
@@ -208,10 +205,7 @@ def load_service(path: str | Path) -> JointInferenceService:
         service = JointInferenceService.model_validate(data)
     except ValidationError as exc:
         raise MlkitError(f"{path}: {validation_problems(exc)}") from None
-    if service.kind != "JointInferenceService":
-        raise MlkitError(f"{path}: kind must be JointInferenceService, got {service.kind!r}")
-    if service.apiVersion not in API_VERSIONS:
-        raise MlkitError(f"{path}: apiVersion must be one of {list(API_VERSIONS)}, got {service.apiVersion!r}")
+    check_kind_and_version(str(path), service.kind, service.apiVersion, "JointInferenceService")
     edge = service.edge_parameters()
     if not edge["video_url"]:
         raise MlkitError(f"{path}: spec.edgeWorker.workerSpec.parameters needs video_url (the video source)")

@@ -328,6 +328,11 @@ def requested_output_names(request: InferRequest, known: Sequence[str]) -> tuple
     return wanted or None
 
 
+def only_requested(outputs: list, wanted: tuple[str, ...] | None) -> list:
+    """The ``InferOutput``s a request asked for (``requested_output_names``), in the model's order."""
+    return outputs if wanted is None else [o for o in outputs if o.name in wanted]
+
+
 def _split_bytes(raw: bytes, name: str) -> np.ndarray:
     """The v2 binary BYTES layout: each element is a 4-byte little-endian length and its bytes."""
     items, off = [], 0

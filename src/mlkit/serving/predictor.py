@@ -32,7 +32,14 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.serving.batcher import DynamicBatcher
-from mlkit.serving.payload import Thresholds, parse_v1, parse_v2, requested_output_names, thresholds
+from mlkit.serving.payload import (
+    Thresholds,
+    only_requested,
+    parse_v1,
+    parse_v2,
+    requested_output_names,
+    thresholds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +250,7 @@ class TFLiteModel(Model):
         if job.protocol == "v1":
             return {"predictions": self.v1_predictions(items)}
         return InferResponse(response_id=job.request_id or "", model_name=self.name,
-                             infer_outputs=[o for o in self.v2_outputs(items)
-                                            if job.outputs is None or o.name in job.outputs],
+                             infer_outputs=only_requested(self.v2_outputs(items), job.outputs),
                              model_version=None if self.version is None else str(self.version),
                              use_binary_outputs=job.binary_outputs)
 

@@ -124,11 +124,18 @@ def _small_json_head(headers) -> bool:
     return length.isdigit() and int(length) <= SMALL_JSON_HEAD
 
 
+def _client_errors() -> list[tuple[type, int, str]]:
+    """The client's mistakes, as (KServe exception, HTTP status, gRPC status name): KServe's own codes for them,
+    logged as one WARNING line by REST and gRPC alike."""
+    from kserve.errors import InvalidInput, ModelNotFound
+
+    return [(InvalidInput, 400, "INVALID_ARGUMENT"), (ModelNotFound, 404, "NOT_FOUND")]
+
+
 def _add_client_error_handlers(app) -> None:
     """KServe's handlers log every client error at ERROR with a 30-line traceback; a bad request is the client's
     problem: one WARNING line, and the same status and message as KServe's."""
     from fastapi.responses import JSONResponse
-    from kserve.errors import InvalidInput, ModelNotFound
 
     def handler_for(status: int):
         async def handler(request: Request, exc: Exception):
@@ -137,7 +144,7 @@ def _add_client_error_handlers(app) -> None:
 
         return handler
 
-    for exc_type, status in ((InvalidInput, 400), (ModelNotFound, 404)):
+    for exc_type, status, _ in _client_errors():
         app.add_exception_handler(exc_type, handler_for(status))
 
 
@@ -247,12 +254,11 @@ def _make_server_class():
 
         async def handle_exception(self, ex, request_or_iterator, context, method_name):
             from grpc import StatusCode
-            from kserve.errors import InvalidInput, ModelNotFound
 
-            for kind, code in ((InvalidInput, StatusCode.INVALID_ARGUMENT), (ModelNotFound, StatusCode.NOT_FOUND)):
+            for kind, _, code in _client_errors():
                 if isinstance(ex, kind):
-                    log.warning("gRPC %s %s: %s", code.name, method_name.rsplit("/", 1)[-1], ex.reason)
-                    await context.abort(code, ex.reason)
+                    log.warning("gRPC %s %s: %s", code, method_name.rsplit("/", 1)[-1], ex.reason)
+                    await context.abort(StatusCode[code], ex.reason)
             await super().handle_exception(ex, request_or_iterator, context, method_name)
 
     class HostGRPCServer(GRPCServer):

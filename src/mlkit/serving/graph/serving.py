@@ -225,12 +225,13 @@ class PipelineModel(Model):
         return payload, outputs
 
     async def postprocess(self, result: Any, headers: dict | None = None, response_headers: dict | None = None):
+        from mlkit.serving.payload import only_requested
+
         req, outputs = result
         if req.protocol == "v1":
             return {"predictions": v1_predictions(outputs, req.n)}
-        if req.outputs is not None:
-            outputs = {k: v for k, v in outputs.items() if k in req.outputs}
-        return InferResponse(response_id=req.request_id or "", model_name=self.name, infer_outputs=v2_outputs(outputs),
+        return InferResponse(response_id=req.request_id or "", model_name=self.name,
+                             infer_outputs=only_requested(v2_outputs(outputs), req.outputs),
                              use_binary_outputs=req.binary_outputs)
 
 

@@ -28,7 +28,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse,
 
 from mlkit.errors import MlkitError
 from mlkit.serving.graph.tensors import TensorSpec, datatype_of, shapes_compatible
-from mlkit.serving.payload import requested_output_names
+from mlkit.serving.payload import only_requested, requested_output_names
 from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,9 @@ class TFLiteTensorModel(TFLiteModel):
             rows = [{k: outputs[k][i].tolist() for k in names} for i in range(job.n)]
             return {"predictions": [r[names[0]] for r in rows] if len(names) == 1 else rows}
         return InferResponse(response_id=job.request_id or "", model_name=self.name,
-                             infer_outputs=[InferOutput(name=k, shape=list(v.shape), datatype=datatype_of(v.dtype),
-                                                        data=v) for k, v in outputs.items()
-                                            if job.outputs is None or k in job.outputs],
+                             infer_outputs=only_requested([InferOutput(name=k, shape=list(v.shape),
+                                                                       datatype=datatype_of(v.dtype), data=v)
+                                                           for k, v in outputs.items()], job.outputs),
                              model_version=None if self.version is None else str(self.version),
                              use_binary_outputs=job.binary_outputs)
 
