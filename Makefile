@@ -13,17 +13,20 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-# Re-installs only when pyproject.toml changes, so `make setup` is cheap the second time.
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or setup.py changes, so `make setup` is cheap the second time. pip's output
+# goes to a log (its tail is shown when it fails), so that `make demo` on a fresh machine stays readable.
+SETUP_LOG := $(VENV)/setup.log
+$(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[full,dev]"
+	@echo "setup: installing mlkit[full,dev] with its pinned dependencies into $(VENV) (log: $(SETUP_LOG))"
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e ".[full,dev]"; } > $(SETUP_LOG) 2>&1 \
+	  || { tail -n 30 $(SETUP_LOG); echo "setup failed: see $(SETUP_LOG)"; exit 1; }
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install mlkit with its pinned dependencies (idempotent)
 
-demo: setup ## train, convert, evaluate and serve the helmet detectors (demo profile, ~15 min on 2 cores)
-	$(MLKIT) demo --out demo-output
+demo: setup ## fine-tune the committed detectors on a new site: pipeline, TFLite, evaluate, serve (<10 min)
+	@$(MLKIT) demo --out demo-output
 
 # Two workers: much of the suite waits on subprocesses (servers starting, kfp.local tasks). loadscope keeps a
 # module (and its module-scoped servers) or a notebook (its cells run in order) on one worker. Notebooks come first:
@@ -35,7 +38,7 @@ test-fast: setup ## unit tests only
 	$(PY) -m pytest -q tests/unit
 
 lint: setup ## ruff
-	$(VENV)/bin/ruff check src tests components pipelines benchmarks
+	$(VENV)/bin/ruff check src tests components pipelines benchmarks conftest.py setup.py
 
 compile: setup ## compile every pipeline to IR YAML (golden files in pipelines/golden)
 	$(MLKIT) pipeline compile --out pipelines/golden

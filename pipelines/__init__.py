@@ -4,7 +4,7 @@ Every module in the registry exposes ``build_pipeline(base_image=None, aws_secre
 pvc_mount="/mnt/data")`` (the pipeline function), the default-image pipeline, ``run_arguments(...)``
 (checked run arguments with defaults filled in), ``run_local(pipeline_root, ...)`` (a kfp.local run that
 returns a summary) and ``format_summary(summary)``. ``mlkit pipeline run|compile|submit`` use these.
-Modules are imported on demand, so ``import pipelines`` stays cheap.
+Modules are imported on demand, so ``import mlkit.pipelines`` stays cheap.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import importlib
 from types import ModuleType
 
 PIPELINES: dict[str, str] = {
-    "object-detection": "pipelines.object_detection",
-    "joint-inference": "pipelines.joint_inference",
-    "joint-inference-video": "pipelines.joint_inference_video",
-    "incremental-learning": "pipelines.incremental_learning",
+    "object-detection": "mlkit.pipelines.object_detection",
+    "joint-inference": "mlkit.pipelines.joint_inference",
+    "joint-inference-video": "mlkit.pipelines.joint_inference_video",
+    "incremental-learning": "mlkit.pipelines.incremental_learning",
 }
 
 

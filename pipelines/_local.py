@@ -1,4 +1,4 @@
-"""What every pipeline module shares: a kfp.local run and the ``python -m pipelines.<name>`` compile entry."""
+"""What every pipeline module shares: a kfp.local run and the ``python -m mlkit.pipelines.<name>`` compile entry."""
 
 from __future__ import annotations
 
@@ -40,6 +40,26 @@ def check_fraction(name: str, value: float | str) -> float:
     return x
 
 
+def check_bundled_start(profile: str) -> None:
+    """``MlkitError`` unless the profile's detectors have the committed models' architecture (init_from="bundled")."""
+    import json
+
+    from mlkit.errors import MlkitError
+    from mlkit.models.bundled import NAMES, bundled_model
+    from mlkit.profiles import get_profile
+
+    p = get_profile(profile)
+    for name, cfg in zip(NAMES, (p.little, p.big), strict=True):
+        committed = json.loads((bundled_model(name) / "config.json").read_text())
+        ours = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as in the committed config.json
+        keys = [k for k in ("input_width", "input_height", "alpha", "neck_channels", "head_convs", "class_names")
+                if committed.get(k) != ours.get(k)]
+        if keys:
+            raise MlkitError(f"profile {profile!r}: its {name} detector differs from the committed one in "
+                             f"{', '.join(keys)}, so it cannot start from it (init_from='bundled'); use the demo or "
+                             f"full profile, or train from scratch (init_from='')")
+
+
 def run_with_kfp_local(pipeline: Callable, pipeline_root: str | Path, arguments: dict[str, Any]) -> Any:
     """Run ``pipeline(**arguments)`` with kfp.local (one subprocess per task, this Python); returns the task.
 
@@ -60,7 +80,7 @@ def run_with_kfp_local(pipeline: Callable, pipeline_root: str | Path, arguments:
 
 
 def compile_main(pipeline: Callable, default_target: str) -> None:
-    """``python -m pipelines.<name> [out.yaml]``: compile the default-image pipeline to IR YAML."""
+    """``python -m mlkit.pipelines.<name> [out.yaml]``: compile the default-image pipeline to IR YAML."""
     from kfp import compiler
 
     target = sys.argv[1] if len(sys.argv) > 1 else default_target

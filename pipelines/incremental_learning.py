@@ -26,12 +26,12 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Metrics, Model
 
-from components.common import default_base_image
-from components.compare_models import component as compare_component
-from components.incremental_train import component as train_component
-from components.promote import component as promote_component
-from pipelines._local import compile_main, run_with_kfp_local
-from pipelines.object_detection import _cluster_settings
+from mlkit.components.common import default_base_image
+from mlkit.components.compare_models import component as compare_component
+from mlkit.components.incremental_train import component as train_component
+from mlkit.components.promote import component as promote_component
+from mlkit.pipelines._local import compile_main, run_with_kfp_local
+from mlkit.pipelines.object_detection import _cluster_settings
 
 PIPELINE_NAME = "incremental-learning"
 
@@ -144,5 +144,5 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.incremental_learning [out.yaml]`
+if __name__ == "__main__":  # pragma: no cover - `python -m mlkit.pipelines.incremental_learning [out.yaml]`
     compile_main(incremental_learning, "incremental_learning.yaml")

@@ -25,12 +25,12 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
-from components.common import default_base_image
-from components.joint_inference import component as joint_component
-from components.publish import component as publish_component
-from components.serve import component as serve_component
-from pipelines._local import check_dataset_uri, compile_main, run_with_kfp_local
-from pipelines.object_detection import _cluster_settings, build_dataset_source
+from mlkit.components.common import default_base_image
+from mlkit.components.joint_inference import component as joint_component
+from mlkit.components.publish import component as publish_component
+from mlkit.components.serve import component as serve_component
+from mlkit.pipelines._local import check_dataset_uri, compile_main, run_with_kfp_local
+from mlkit.pipelines.object_detection import _cluster_settings, build_dataset_source
 
 PIPELINE_NAME = "joint-inference"
 REPO = Path(__file__).resolve().parents[1]
@@ -157,5 +157,5 @@ def format_summary(summary: dict) -> str:
                       f"{'chart:':<14}{summary['chart']}"])
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.joint_inference [out.yaml]`
+if __name__ == "__main__":  # pragma: no cover - `python -m mlkit.pipelines.joint_inference [out.yaml]`
     compile_main(joint_inference, "joint_inference.yaml")

@@ -24,14 +24,14 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
-from components.common import default_base_image
-from components.generate_video import component as video_component
-from components.joint_inference_video import component as joint_component
-from components.publish import component as publish_component
-from components.serve import component as serve_component
-from pipelines import joint_inference as stills
-from pipelines._local import compile_main, run_with_kfp_local
-from pipelines.object_detection import _cluster_settings
+from mlkit.components.common import default_base_image
+from mlkit.components.generate_video import component as video_component
+from mlkit.components.joint_inference_video import component as joint_component
+from mlkit.components.publish import component as publish_component
+from mlkit.components.serve import component as serve_component
+from mlkit.pipelines import joint_inference as stills
+from mlkit.pipelines._local import compile_main, run_with_kfp_local
+from mlkit.pipelines.object_detection import _cluster_settings
 
 PIPELINE_NAME = "joint-inference-video"
 
@@ -129,5 +129,5 @@ def summarize(outputs: dict[str, Any]) -> dict:
 format_summary = stills.format_summary
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.joint_inference_video [out.yaml]`
+if __name__ == "__main__":  # pragma: no cover - `python -m mlkit.pipelines.joint_inference_video [out.yaml]`
     compile_main(joint_inference_video, "joint_inference_video.yaml")

@@ -34,15 +34,21 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Metrics, Model
 
-from components.common import default_base_image
-from components.convert import component as convert_component
-from components.download import component as download_component
-from components.evaluate import component as evaluate_component
-from components.generate_dataset import component as generate_component
-from components.publish import component as publish_component
-from components.serve import component as serve_component
-from components.train import component as train_component
-from pipelines._local import check_dataset_uri, check_fraction, compile_main, run_with_kfp_local
+from mlkit.components.common import default_base_image
+from mlkit.components.convert import component as convert_component
+from mlkit.components.download import component as download_component
+from mlkit.components.evaluate import component as evaluate_component
+from mlkit.components.generate_dataset import component as generate_component
+from mlkit.components.publish import component as publish_component
+from mlkit.components.serve import component as serve_component
+from mlkit.components.train import component as train_component
+from mlkit.pipelines._local import (
+    check_bundled_start,
+    check_dataset_uri,
+    check_fraction,
+    compile_main,
+    run_with_kfp_local,
+)
 
 PIPELINE_NAME = "object-detection"
 MODELS = ("little", "big")
@@ -145,12 +151,12 @@ def build_pipeline(base_image: str | None = None, aws_secret: str | None = None,
                               "the gate, then serve them (locally or as a KServe InferenceService).")
     def object_detection(dataset_uri: str = "", profile: str = "test", map_threshold: float = 0.0,
                          tflite_variant: str = "int8", serve_mode: str = "local",
-                         serve_name: str = "object-detection") -> Outputs:
+                         serve_name: str = "object-detection", init_from: str = "") -> Outputs:
         source = dataset_source(dataset_uri=dataset_uri, profile=profile).set_display_name("dataset-source")
         data = source.output
         train, conv, ev = {}, {}, {}
         for name in MODELS:
-            train[name] = cluster(train_op(dataset=data, profile=profile, model_name=name)
+            train[name] = cluster(train_op(dataset=data, profile=profile, model_name=name, init_from=init_from)
                                   .set_display_name(f"train-{name}"))
             conv[name] = cluster(convert_op(model=train[name].outputs["model"], dataset=data, profile=profile)
                                  .set_display_name(f"convert-{name}"), secret=True)
@@ -182,11 +188,15 @@ object_detection = build_pipeline()
 # --------------------------------------------------------------------------- runs
 def run_arguments(dataset_uri: str = "", profile: str = "test", map_threshold: float | None = None,
                   tflite_variant: str = "int8", serve_mode: str = "local",
-                  serve_name: str = "object-detection") -> dict:
+                  serve_name: str = "object-detection", init_from: str = "") -> dict:
     """Checked pipeline arguments; ``map_threshold`` defaults to the profile's ``map_gate``.
 
-    Raises ``MlkitError`` for an unknown profile, TFLite variant or serve mode, or a serve name that is not
-    a DNS-1035 label (an InferenceService name), before anything runs.
+    ``init_from``: "" trains from random weights, "bundled" fine-tunes the committed models that ship with mlkit
+    (in the image too), another value is a folder holding ``little/`` and ``big/`` (a path the tasks can read).
+
+    Raises ``MlkitError`` for an unknown profile, TFLite variant or serve mode, a serve name that is not
+    a DNS-1035 label (an InferenceService name), or committed models that the profile's detectors cannot start
+    from, before anything runs.
     """
     from mlkit.errors import MlkitError
     from mlkit.models.export import VARIANTS
@@ -200,13 +210,16 @@ def run_arguments(dataset_uri: str = "", profile: str = "test", map_threshold: f
         raise MlkitError(f"serve_mode must be 'local' or 'cluster', got {serve_mode!r}")
     if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", serve_name):
         raise MlkitError(f"serve_name {serve_name!r} must be a DNS-1035 label (lower-case letters, digits, '-')")
+    if init_from == "bundled":
+        check_bundled_start(profile)
     return {"dataset_uri": dataset_uri, "profile": profile, "map_threshold": gate,
-            "tflite_variant": tflite_variant, "serve_mode": serve_mode, "serve_name": serve_name}
+            "tflite_variant": tflite_variant, "serve_mode": serve_mode, "serve_name": serve_name,
+            "init_from": init_from}
 
 
 def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "test",
               map_threshold: float | None = None, tflite_variant: str = "int8",
-              serve_name: str = "object-detection") -> dict:
+              serve_name: str = "object-detection", init_from: str = "") -> dict:
     """Run the pipeline with kfp.local (one subprocess per task, this Python) and summarize its outputs.
 
     When the gate passes, the serve step leaves a detached local server named ``serve_name`` running (its
@@ -218,7 +231,7 @@ def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "
     fails (kfp.local has printed its log).
     """
     arguments = run_arguments(check_dataset_uri(dataset_uri, on_this_machine=True), profile, map_threshold,
-                              tflite_variant, "local", serve_name)
+                              tflite_variant, "local", serve_name, init_from)
     task = run_with_kfp_local(object_detection, pipeline_root, arguments)
     return summarize(task.outputs, arguments["map_threshold"], tflite_variant)
 
@@ -277,5 +290,5 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m pipelines.object_detection [out.yaml]`
+if __name__ == "__main__":  # pragma: no cover - `python -m mlkit.pipelines.object_detection [out.yaml]`
     compile_main(object_detection, "object_detection.yaml")

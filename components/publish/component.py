@@ -5,7 +5,7 @@
 from kfp.dsl import Input, Model, Output
 from kfp.dsl.python_component import PythonComponent
 
-from components.common import MLKIT_IMAGE, mlkit_component, with_base_image
+from mlkit.components.common import MLKIT_IMAGE, mlkit_component, with_base_image
 
 
 @mlkit_component

@@ -7,7 +7,7 @@ from typing import NamedTuple
 from kfp.dsl import Artifact, Input, Model, Output
 from kfp.dsl.python_component import PythonComponent
 
-from components.common import MLKIT_IMAGE, mlkit_component, with_base_image
+from mlkit.components.common import MLKIT_IMAGE, mlkit_component, with_base_image
 
 
 @mlkit_component

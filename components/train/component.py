@@ -5,13 +5,16 @@
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 from kfp.dsl.python_component import PythonComponent
 
-from components.common import MLKIT_IMAGE, mlkit_component, with_base_image
+from mlkit.components.common import MLKIT_IMAGE, mlkit_component, with_base_image
 
 
 @mlkit_component
 def train(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics], profile: str = "test",
-          model_name: str = "little"):
+          model_name: str = "little", init_from: str = ""):
     """Train the profile's ``little`` (edge) or ``big`` (cloud) detector and evaluate it on the test split.
+
+    ``init_from``: "" starts from random weights, "bundled" from the committed model that ships with mlkit,
+    any other value is a folder holding ``little/`` and ``big/`` model folders.
 
     ``model`` receives the model folder (config.json, model.weights.h5, model_card.json, ...);
     ``metrics`` gets map50, map, ap50_<class>, train_seconds, params and epochs_run.
@@ -19,6 +22,7 @@ def train(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics
     import math
     import os
 
+    from mlkit.models.bundled import init_folder
     from mlkit.models.workflow import train_and_evaluate
     from mlkit.profiles import get_profile
 
@@ -27,7 +31,8 @@ def train(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics
     p = get_profile(profile)
     cfg, tc = (p.little, p.little_train) if model_name == "little" else (p.big, p.big_train)
     os.makedirs(model.path, exist_ok=True)
-    out = train_and_evaluate(cfg, tc, dataset.path, model.path, show_progress=False)
+    out = train_and_evaluate(cfg, tc, dataset.path, model.path, init_from=init_folder(init_from, model_name),
+                             show_progress=False)
     values = {k: out["meta"][k] for k in ("train_seconds", "params", "epochs_run")}
     if out["result"] is not None:
         res = out["result"]
@@ -36,7 +41,8 @@ def train(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics
         if value is not None and math.isfinite(value):  # undefined (no GT of a class) is left out
             metrics.log_metric(key, float(value))
     model.framework = "keras"
-    model.metadata.update(name=cfg.name, profile=profile, input_size=[cfg.input_width, cfg.input_height])
+    model.metadata.update(name=cfg.name, profile=profile, input_size=[cfg.input_width, cfg.input_height],
+                          init_from=init_from)
 
 
 def make_component(base_image: str = MLKIT_IMAGE) -> PythonComponent:

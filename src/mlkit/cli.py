@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mlkit.clitools import friendly
+from mlkit.clitools import PROFILE_NAMES, friendly
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,7 +34,7 @@ def data() -> None:
 @data.command("generate")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write (dataset.json + one folder per split).")
-@click.option("--profile", type=click.Choice(["test", "demo", "full"]), default=None,
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Use a profile's sizes and seed; explicit options override it.")
 @click.option("--train", type=click.IntRange(min=0), default=None, help="Training images.")
 @click.option("--val", type=click.IntRange(min=0), default=None, help="Validation images.")
@@ -111,7 +111,7 @@ def data_download(uri, out_dir, fmt, seed) -> None:
               help="Video file to write (.avi for MJPG, .mp4 for mp4v); labels go next to it.")
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=15.0, show_default=True)
-@click.option("--site", type=click.Choice(["A", "B"]), default="A", show_default=True)
+@click.option("--site", type=click.Choice(["A", "B", "C"]), default="A", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=6, show_default=True, help="Workers in view at most.")
 @friendly
@@ -130,8 +130,8 @@ def data_video(out_path, frames, fps, site, seed, workers) -> None:
               help="Dataset folder (from `mlkit data generate` or `mlkit data download`).")
 @click.option("--model", "which", type=click.Choice(["little", "big"]), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--profile", type=click.Choice(["test", "demo", "full"]), default="demo", show_default=True,
-              help="Model size and training budget.")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default="demo-scratch", show_default=True,
+              help="Model size and training budget (demo: the fine-tuning budget, with --init-from).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's epochs.")
 @click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Start from this trained model folder (incremental learning).")
@@ -234,14 +234,19 @@ def predict_cmd(model, images, score_threshold, iou_threshold) -> None:
 @main.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
               show_default=True)
-@click.option("--profile", type=click.Choice(["test", "demo", "full"]), default="demo", show_default=True)
+@click.option("--from-scratch", is_flag=True,
+              help="Train both detectors from random weights (the demo-scratch profile) instead of fine-tuning "
+                   "the committed ones on a new site.")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
+              help="Dataset, models and training budget  [default: demo, or demo-scratch with --from-scratch]")
 @click.option("--keep-serving", is_flag=True, help="Leave the local model server running at the end.")
 @friendly
-def demo_cmd(out_dir, profile, keep_serving) -> None:
-    """Run the object-detection scenario end to end: train, convert, evaluate, serve and query."""
+def demo_cmd(out_dir, from_scratch, profile, keep_serving) -> None:
+    """Run the object-detection scenario end to end: fine-tune the committed detectors on a new site, convert,
+    evaluate, serve and query them. Logs go to OUT/demo.log."""
     from mlkit.demo import run_demo
 
-    run_demo(out_dir, profile, echo=click.echo, keep_serving=keep_serving)
+    run_demo(out_dir, profile, from_scratch=from_scratch, echo=click.echo, keep_serving=keep_serving)
 
 
 def _register_subcommands() -> None:

@@ -8,6 +8,10 @@ import click
 
 from mlkit.errors import MlkitError
 
+# The names of mlkit.profiles.PROFILES (not imported: it would pull numpy into every CLI start; a test keeps
+# them equal).
+PROFILE_NAMES = ("test", "demo", "demo-scratch", "full")
+
 
 def friendly(fn):
     """``MlkitError`` and file-system errors (a missing file, a folder where a file goes, no permission) become a click

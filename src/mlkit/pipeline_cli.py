@@ -1,17 +1,14 @@
 """``mlkit pipeline ...``: run Kubeflow pipelines locally (kfp.local), compile them to IR YAML, submit them.
 
-The pipelines live in the repository's ``pipelines/`` and ``components/`` folders, not in the mlkit
-package (mlkit never imports them at import time). Each command finds the repository root - the first
-folder holding ``pipelines/__init__.py`` and ``components/__init__.py``, searched upward from the
-current directory and then from this package's location - puts it on ``sys.path`` and imports the
-pipeline there. kfp is imported inside the commands, so ``import mlkit.pipeline_cli`` stays cheap.
+The pipelines are ``mlkit.pipelines`` (the repository's top-level ``pipelines/`` folder, installed with mlkit),
+so these commands work from an installed wheel in any folder. kfp is imported inside the commands, so
+``import mlkit.pipeline_cli`` stays cheap.
 
 Registered in ``mlkit.cli`` with ``main.add_command(pipeline)``.
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,50 +17,26 @@ from typing import Any
 
 import click
 
-from mlkit.clitools import friendly
+from mlkit.clitools import PROFILE_NAMES, friendly
 from mlkit.errors import MlkitError
 
-_MARKERS = ("pipelines/__init__.py", "components/__init__.py")
 # The names of mlkit.models.export.VARIANTS (not imported: it would pull numpy into every CLI start).
 _VARIANTS = ("fp32", "fp16", "dynamic", "int8")
-_PROFILES = ("test", "demo", "full")
 DEFAULT_PIPELINE_ROOT = Path("runs/pipelines")
 DEFAULT_COMPILE_DIR = Path("build/pipelines")
 
 
 # --------------------------------------------------------------------------- locating pipelines
-def find_repo_root(start: Path | None = None) -> Path:
-    """The folder holding ``pipelines/`` and ``components/``: searched upward from ``start`` (default:
-    the current directory), then from the mlkit package's location. Raises ``MlkitError`` if none."""
-    origins = [Path.cwd() if start is None else Path(start), Path(__file__).resolve().parent]
-    for origin in origins:
-        origin = origin.resolve()
-        for folder in (origin, *origin.parents):
-            if all((folder / marker).is_file() for marker in _MARKERS):
-                return folder
-    raise MlkitError(
-        f"cannot find the mlkit pipelines: no folder with {' and '.join(_MARKERS)} above "
-        f"{origins[0]} or {origins[1]}; run this command inside the mlkit repository (a source checkout)"
-    )
+def pipeline_registry() -> ModuleType:
+    """mlkit's pipeline registry, ``mlkit.pipelines`` (``PIPELINES``, ``load``, ``file_stem``)."""
+    import mlkit.pipelines
+
+    return mlkit.pipelines
 
 
-def pipeline_registry(start: Path | None = None) -> ModuleType:
-    """The repository's ``pipelines`` package (``PIPELINES``, ``load``, ``file_stem``), importing it."""
-    import importlib
-
-    root = find_repo_root(start)
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    registry = importlib.import_module("pipelines")
-    if not hasattr(registry, "PIPELINES"):
-        raise MlkitError(f"the module 'pipelines' imported from {getattr(registry, '__file__', '?')} is not "
-                         f"mlkit's (no PIPELINES registry); expected {root / 'pipelines'}")
-    return registry
-
-
-def load_pipeline(name: str, start: Path | None = None) -> ModuleType:
+def load_pipeline(name: str) -> ModuleType:
     """The module of registered pipeline ``name``; ``MlkitError`` lists the known names."""
-    registry = pipeline_registry(start)
+    registry = pipeline_registry()
     if name not in registry.PIPELINES:
         known = ", ".join(sorted(registry.PIPELINES))
         raise MlkitError(f"unknown pipeline {name!r}; known pipelines: {known}")
@@ -91,7 +64,7 @@ def compile_pipeline(name: str, package_path: Path, base_image: str | None = Non
 # --------------------------------------------------------------------------- options shared by commands
 def _run_options(fn: Callable) -> Callable:
     options = [
-        click.option("--profile", type=click.Choice(_PROFILES), default="test", show_default=True,
+        click.option("--profile", type=click.Choice(PROFILE_NAMES), default="test", show_default=True,
                      help="Dataset size, models and training budget."),
         click.option("--dataset-uri", default="", metavar="URI",
                      help="Dataset to download (local path, file://, s3://, https://); "

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.common import MLKIT_IMAGE
+from mlkit.components.common import MLKIT_IMAGE
 from mlkit.pipeline_cli import compile_pipeline
-from pipelines import PIPELINES, file_stem
+from mlkit.pipelines import PIPELINES, file_stem
 
 GOLDEN = Path(__file__).resolve().parents[2] / "pipelines" / "golden"
 VOLATILE = ("sdkVersion",)  # changes with every kfp release, says nothing about the pipeline

@@ -139,7 +139,7 @@ def test_download_branch_of_the_dataset_source(tmp_path):
     from kfp import local
 
     from mlkit.data.synthetic.generate import SyntheticSpec, generate_dataset
-    from pipelines.object_detection import build_dataset_source
+    from mlkit.pipelines.object_detection import build_dataset_source
 
     generate_dataset(tmp_path / "src", SyntheticSpec(train=10, val=0, test=0, seed=5), show_progress=False)
     coco = tmp_path / "src" / "train"  # annotations.json + images/: a plain COCO folder, no dataset.json

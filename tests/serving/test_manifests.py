@@ -161,7 +161,7 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_default_image_is_the_component_image():
-    from components.common import MLKIT_IMAGE
+    from mlkit.components.common import MLKIT_IMAGE
 
     assert manifests.DEFAULT_IMAGE == MLKIT_IMAGE
 

@@ -15,9 +15,8 @@ from click.testing import CliRunner
 from kfp import dsl
 
 from mlkit import pipeline_cli
-from mlkit.pipeline_cli import find_repo_root, pipeline
+from mlkit.pipeline_cli import pipeline
 
-REPO = Path(__file__).resolve().parents[2]
 ALL_EXECUTORS = {"exec-convert", "exec-convert-2", "exec-download", "exec-evaluate", "exec-evaluate-2",
                  "exec-generate-dataset", "exec-publish", "exec-serve", "exec-train", "exec-train-2"}
 
@@ -33,23 +32,17 @@ def _docs(path):
 
 
 # --------------------------------------------------------------------------- locating the pipelines
-def test_repo_root_is_found_from_a_subfolder(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO / "components" / "train")
-    assert find_repo_root() == REPO
+def test_pipelines_are_the_installed_package(tmp_path, monkeypatch):
+    """Any folder will do: the pipelines are mlkit.pipelines, not a repository folder (the wheel test runs
+    the same commands from a wheel installed outside the checkout)."""
+    import mlkit.pipelines
 
-
-def test_repo_root_falls_back_to_the_package_location(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # nothing here: found from src/mlkit upward
-    assert find_repo_root() == REPO
-
-
-def test_no_repo_root_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    installed = tmp_path / "site-packages" / "mlkit" / "pipeline_cli.py"  # a wheel install: no repo around
-    monkeypatch.setattr(pipeline_cli, "__file__", str(installed))
-    r = invoke("compile", "--out", tmp_path / "out")
-    assert r.exit_code == 2
-    assert "cannot find the mlkit pipelines" in r.output and "inside the mlkit repository" in r.output
+    assert pipeline_cli.pipeline_registry() is mlkit.pipelines
+    assert pipeline_cli.load_pipeline("object-detection").__name__ == "mlkit.pipelines.object_detection"
+    r = invoke("compile", "object-detection", "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "object_detection.yaml").is_file()
 
 
 @pytest.mark.parametrize("command", [("run", "nope"), ("compile", "nope"), ("submit", "nope", "--host", "http://x")])
@@ -71,7 +64,8 @@ def test_compile_writes_every_pipeline(tmp_path):
     spec = docs[0]
     assert spec["pipelineInfo"]["name"] == "object-detection"
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"dataset_uri", "profile", "map_threshold",
-                                                                    "tflite_variant", "serve_mode", "serve_name"}
+                                                                    "tflite_variant", "serve_mode", "serve_name",
+                                                                    "init_from"}
     executors = spec["deploymentSpec"]["executors"]
     containers = {k: v["container"] for k, v in executors.items() if "container" in v}
     assert set(containers) == ALL_EXECUTORS
@@ -163,8 +157,8 @@ def test_submit_sends_a_compiled_package_with_cluster_settings(fake_client):
     assert call["experiment_name"] == "helmets" and call["run_name"] == "nightly"
     # map_threshold defaults to the demo profile's gate; a submitted run deploys an InferenceService
     assert call["arguments"] == {"dataset_uri": "s3://bucket/helmets", "profile": "demo",
-                                 "map_threshold": 0.02, "tflite_variant": "int8", "serve_mode": "cluster",
-                                 "serve_name": "object-detection"}
+                                 "map_threshold": 0.5, "tflite_variant": "int8", "serve_mode": "cluster",
+                                 "serve_name": "object-detection", "init_from": ""}
     spec, platform = call["package"]
     assert spec["pipelineInfo"]["name"] == "object-detection"
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == set(call["arguments"])
@@ -215,7 +209,7 @@ def _fake_outputs(run_dir: Path) -> dict:
 
 
 def test_run_forwards_options_and_prints_the_summary(tmp_path, monkeypatch):
-    import pipelines.object_detection as od
+    import mlkit.pipelines.object_detection as od
 
     seen = {}
 
@@ -242,7 +236,7 @@ def test_run_forwards_options_and_prints_the_summary(tmp_path, monkeypatch):
 
 
 def test_run_failure_is_one_clear_line(tmp_path, monkeypatch):
-    import pipelines.object_detection as od
+    import mlkit.pipelines.object_detection as od
 
     def failing(pipeline_root, **arguments):
         raise RuntimeError("Pipeline 'object-detection' finished with status FAILURE. "
@@ -272,7 +266,7 @@ def test_run_checks_the_dataset_and_gate_before_starting(tmp_path, args, message
 
 
 def test_a_cluster_path_is_not_checked_on_this_machine():
-    import pipelines.object_detection as od
+    import mlkit.pipelines.object_detection as od
 
     assert od.run_arguments(dataset_uri="/mnt/data/site-a")["dataset_uri"] == "/mnt/data/site-a"
 
@@ -283,8 +277,25 @@ def test_cli_variants_match_the_library():
     assert pipeline_cli._VARIANTS == VARIANTS
 
 
+def test_cli_profiles_match_the_library():
+    from mlkit.clitools import PROFILE_NAMES
+    from mlkit.profiles import PROFILES
+
+    assert set(PROFILE_NAMES) == set(PROFILES)
+
+
+def test_bundled_start_needs_the_committed_architecture():
+    import mlkit.pipelines.object_detection as od
+    from mlkit.errors import MlkitError
+
+    assert od.run_arguments(profile="demo", init_from="bundled")["init_from"] == "bundled"
+    with pytest.raises(MlkitError, match="profile 'test': its little detector differs from the committed one in "
+                                         "input_width, input_height, neck_channels, head_convs"):
+        od.run_arguments(profile="test", init_from="bundled")
+
+
 def test_run_arguments_fill_the_profile_gate():
-    import pipelines.object_detection as od
+    import mlkit.pipelines.object_detection as od
 
     assert od.run_arguments(profile="full")["map_threshold"] == 0.5
     assert od.run_arguments(profile="full", map_threshold=0.1)["map_threshold"] == 0.1

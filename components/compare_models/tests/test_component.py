@@ -6,7 +6,7 @@ import json
 import pytest
 from kfp import dsl
 
-from components.compare_models.component import compare_models
+from mlkit.components.compare_models.component import compare_models
 
 
 @pytest.fixture(scope="module")

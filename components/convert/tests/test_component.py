@@ -5,7 +5,7 @@ import json
 import pytest
 from kfp import dsl
 
-from components.convert.component import convert
+from mlkit.components.convert.component import convert
 from mlkit.data.synthetic.generate import generate_dataset
 from mlkit.models.detector import build_detector
 from mlkit.models.train import save_detector

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from kfp import dsl
 
-from components.download.component import download
+from mlkit.components.download.component import download
 from mlkit.data.dataset import Dataset, ImageRecord, write_rgb
 from mlkit.data.formats import write_dataset
 from mlkit.data.layout import load_split

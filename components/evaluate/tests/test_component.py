@@ -3,7 +3,7 @@
 import pytest
 from kfp import dsl
 
-from components.evaluate.component import evaluate
+from mlkit.components.evaluate.component import evaluate
 from mlkit.data.synthetic.generate import generate_dataset
 from mlkit.models.detector import build_detector
 from mlkit.models.export import export_tflite

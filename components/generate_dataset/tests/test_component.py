@@ -5,8 +5,8 @@ import json
 import pytest
 from kfp import dsl
 
-from components.common import MLKIT_IMAGE
-from components.generate_dataset.component import generate_dataset, make_component
+from mlkit.components.common import MLKIT_IMAGE
+from mlkit.components.generate_dataset.component import generate_dataset, make_component
 from mlkit.data.layout import load_split
 from mlkit.profiles import PROFILES
 

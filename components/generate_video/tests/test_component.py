@@ -3,7 +3,7 @@
 import pytest
 from kfp import dsl
 
-from components.generate_video.component import generate_video
+from mlkit.components.generate_video.component import generate_video
 from mlkit.data.synthetic.clipset import load_clip_set
 
 

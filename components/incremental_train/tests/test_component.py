@@ -6,7 +6,7 @@ import json
 import pytest
 from kfp import dsl
 
-from components.incremental_train.component import incremental_train
+from mlkit.components.incremental_train.component import incremental_train
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
-from components.joint_inference.component import joint_inference
+from mlkit.components.joint_inference.component import joint_inference
 from mlkit.data.synthetic.generate import SyntheticSpec, generate_dataset
 
 LITTLE = Path(__file__).resolve().parents[3] / "models" / "little" / "tflite"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
-from components.joint_inference_video.component import joint_inference_video
+from mlkit.components.joint_inference_video.component import joint_inference_video
 from mlkit.data.synthetic.clipset import ClipSetSpec, render_clip_set
 
 LITTLE = Path(__file__).resolve().parents[3] / "models" / "little" / "tflite"

@@ -5,7 +5,7 @@ import json
 import pytest
 from kfp import dsl
 
-from components.promote.component import promote
+from mlkit.components.promote.component import promote
 
 
 def _model(root):

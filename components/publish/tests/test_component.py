@@ -5,7 +5,7 @@ import json
 import pytest
 from kfp import dsl
 
-from components.publish.component import publish
+from mlkit.components.publish.component import publish
 from mlkit.models.predict import DetectorMeta
 from mlkit.profiles import PROFILES
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from kfp import dsl
 
-from components.serve.component import serve
+from mlkit.components.serve.component import serve
 from mlkit.serving import lifecycle
 
 
@@ -121,7 +121,7 @@ def test_errors(repository, tmp_path, monkeypatch):
 
 def test_task_source_is_self_contained():
     """A task runs only the function's source (plus kfp's star imports): no module-level names may leak in."""
-    from components.common import MLKIT_IMAGE
+    from mlkit.components.common import MLKIT_IMAGE
 
     assert serve.component_spec.inputs["image"].default == MLKIT_IMAGE
     code = serve.component_spec.implementation.container.command[-1]  # the ephemeral_component.py text

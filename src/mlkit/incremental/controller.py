@@ -4,7 +4,7 @@ A round: write the round's data (new train samples + replay, the common eval set
 trains from the deployed model, evaluates the new and the deployed model on the same eval split, and
 promotes the new one into the serving repository when the deploy condition holds. Runners:
 
-- ``KfpLocalRunner``: the KFP pipeline ``pipelines/incremental_learning.py`` through kfp.local (default);
+- ``KfpLocalRunner``: the KFP pipeline ``mlkit.pipelines.incremental_learning`` through kfp.local (default);
 - ``InProcessRunner``: the same library functions in this process, with phases reported as they go
   (and injectable steps, which the tests use to make training fast or promotion crash).
 
@@ -111,15 +111,14 @@ class InProcessRunner:
 
 
 class KfpLocalRunner:
-    """Run ``pipelines/incremental_learning.py`` with kfp.local (one subprocess per task)."""
+    """Run the ``incremental-learning`` pipeline (``mlkit.pipelines``) with kfp.local (one subprocess per task)."""
 
     def __init__(self, pipeline_root: Path | None = None) -> None:
         self.pipeline_root = pipeline_root
 
     def __call__(self, inputs: RoundInputs, on_phase: Callable[[str], None]) -> RoundOutcome:
-        from mlkit.pipeline_cli import load_pipeline
+        from mlkit.pipelines import incremental_learning as module
 
-        module = load_pipeline("incremental-learning")
         on_phase("Training")  # the pipeline trains, evaluates and deploys in one run
         summary = module.run_local(self.pipeline_root or inputs.work_dir / "pipeline", **pipeline_arguments(inputs))
         report = summary["report"]

@@ -56,7 +56,7 @@ spec:
         - {key: results, value: joint-output/results.jsonl}
         - {key: stats, value: joint-output/stats.json}
         # On video: frames not uploaded take the cloud answers around them, moved in time (with Keyframe
-        # mining, 97.5 % of cloud-only mAP at 25 % uploads on held-out clips; results come later: README).
+        # mining, 97.5 % of cloud-only mAP at 25 % uploads on held-out clips; results: docs/results.md).
         # - {key: reuse, value: interpolate}
   cloudWorker:
     model: {name: big}

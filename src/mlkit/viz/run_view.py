@@ -108,12 +108,10 @@ def expected_tasks(pipeline_spec: str | Path) -> dict[str, bool]:
 
 
 def _golden_for(pipeline: str) -> Path | None:
-    from mlkit.pipeline_cli import find_repo_root
+    """The pipeline's IR YAML as installed with mlkit (``mlkit.pipelines``' golden files), if it has one."""
+    from importlib.resources import files
 
-    try:
-        path = find_repo_root() / "pipelines" / "golden" / f"{pipeline.replace('-', '_')}.yaml"
-    except MlkitError:
-        return None
+    path = Path(str(files("mlkit.pipelines"))) / "golden" / f"{pipeline.replace('-', '_')}.yaml"
     return path if path.is_file() else None
 
 

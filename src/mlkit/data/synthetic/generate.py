@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mlkit.data.dataset import HELMET_CLASSES, Dataset, ImageRecord, write_rgb
-from mlkit.data.synthetic.sites import get_site
+from mlkit.data.synthetic.sites import SITES, get_site
 from mlkit.errors import MlkitError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class SyntheticSpec:
         if self.train + self.val + self.test == 0:
             raise MlkitError("all split sizes are 0: ask for at least one image")
         if not self.sites:
-            raise MlkitError("sites is empty: give at least one of A, B")
+            raise MlkitError(f"sites is empty: give at least one of {', '.join(sorted(SITES))}")
         for s in self.sites:
             get_site(s)
         if not (64 <= self.width <= 4096 and 64 <= self.height <= 4096):

@@ -3,7 +3,8 @@
 Two sites differ in what a detector has to learn, not only in colour: site B has
 blue and green helmets and wears caps in the colours that are helmets on site A,
 so a model trained on A alone confuses them (the incremental-learning demo needs
-that domain shift).
+that domain shift). Site C, a sunlit desert yard with a warm camera, is the new
+site of `mlkit demo`: neither committed model saw it, so the demo fine-tunes them.
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ SITES: dict[str, SiteStyle] = {
         brightness=(0.55, 0.9),
         tint=(225, 235, 255),
         noise_sigma=(3.0, 10.0),
+    ),
+    "C": SiteStyle(
+        name="C",
+        sky_top=(205, 150, 95),
+        sky_bottom=(245, 205, 150),
+        ground=(200, 120, 70),
+        ground_texture=28.0,
+        building_colors=((215, 190, 140), (120, 95, 80), (235, 225, 200)),
+        helmet_colors=((245, 245, 240), (250, 215, 20), (240, 90, 160)),
+        cap_colors=((110, 60, 30), (30, 120, 60), (40, 40, 45)),
+        vest_colors=((250, 120, 20), (120, 200, 250)),
+        trouser_colors=((170, 150, 110), (50, 55, 70)),
+        brightness=(0.95, 1.3),
+        tint=(255, 235, 210),
+        noise_sigma=(1.0, 7.0),
     ),
 }
 

@@ -83,7 +83,7 @@ def run_cmd(config, pipeline, images, input_name) -> None:
 def manifest_cmd(config, storage_uri, out_dir, only, namespace, image, cpu, memory) -> None:
     """Compile CONFIG's pipelines into KServe InferenceGraphs plus one InferenceService per node.
 
-    Apply with `kubectl apply -f DIR`. See README "Model ensembles" for what differs from in-server runs.
+    Apply with `kubectl apply -f DIR`. See docs/ensembles.md for what differs from in-server runs.
     """
     from mlkit.serving.graph.manifest import compile_config, write_manifests
     from mlkit.serving.manifests import DEFAULT_IMAGE, to_yaml
