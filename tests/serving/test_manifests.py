@@ -85,6 +85,8 @@ def test_container_args_are_what_the_image_entrypoint_accepts():
     assert (args.model_dir, args.host, args.http_port, args.grpc_port) == ("/mnt/models", "0.0.0.0", 8080, 8081)
     assert (args.threads, args.max_batch_size, args.max_latency_ms, args.instances) == (3, 4, 7.0, 1)
     assert "--instances" not in manifests.server_args()  # the default stays out of the manifests
+    assert "--model-control" not in manifests.server_args()  # as every default: the image's own, poll (hot reload)
+    assert parse_args(manifests.server_args()).model_control == "poll"
     assert parse_args(manifests.server_args(threads=1, instances=2)).instances == 2
 
 

@@ -113,3 +113,125 @@ def test_v2_returns_the_outputs_asked_for_and_refuses_unknown_names(server, imag
     assert "400 POST /v2/models/helmet/infer: unknown output 'box'" in log
     assert "unknown output 'labels'" not in "".join(line for line in log.splitlines(True) if "ERROR" in line)
     assert "Traceback" not in log
+
+
+# --- model control and versions (the module server runs the default model control, poll) ----------------
+
+def _grpc_stub(server):
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+
+    channel = grpc.insecure_channel(server.grpc_url)
+    return channel, grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel), pb
+
+
+def _grpc_error(call, *args) -> tuple[str, str]:
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, timeout=30)
+    return info.value.code().name, info.value.details()
+
+
+def test_by_default_the_repository_api_is_refused_and_the_model_keeps_serving(server, images, h):
+    body, headers = h.v2_binary(images[:1])
+    for action in ("unload", "load"):
+        r = httpx.post(f"{server.url}/v2/repository/models/helmet/{action}", timeout=30)
+        assert r.status_code == 403, r.text
+        assert r.json()["error"].startswith("model control is 'poll': loading and unloading through the API needs "
+                                            "--model-control explicit"), r.text
+    channel, stub, pb = _grpc_stub(server)
+    with channel:
+        code, details = _grpc_error(stub.RepositoryModelUnload, pb.RepositoryModelUnloadRequest(model_name="helmet"))
+        assert code == "PERMISSION_DENIED" and "--model-control explicit" in details
+        code, _ = _grpc_error(stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(model_name="helmet"))
+        assert code == "PERMISSION_DENIED"
+    r = httpx.post(f"{server.url}/v2/models/helmet/infer", content=body, headers=headers, timeout=30)
+    assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+    log = server.log_text()
+    assert "403 POST /v2/repository/models/helmet/unload: model control is 'poll'" in log
+    assert "gRPC PERMISSION_DENIED RepositoryModelUnload: model control is 'poll'" in log
+
+
+# '³' is a digit to str.isdigit() but not to int(): it gave a 500 with int()'s message
+MALFORMED_VERSIONS = ["%C2%B3", "abc", "-1", "1.0", "%20"]
+
+
+@pytest.mark.parametrize("version", MALFORMED_VERSIONS)
+def test_a_malformed_version_is_a_400_on_every_route(server, images, h, version):
+    body, headers = h.v2_binary(images[:1])
+    base = f"{server.url}/v2/models/helmet"
+    answers = [httpx.get(f"{base}/versions/{version}"), httpx.get(f"{base}/versions/{version}/ready"),
+               httpx.post(f"{base}/versions/{version}/infer", content=body, headers=headers, timeout=30),
+               httpx.get(f"{base}?model_version={version}"), httpx.get(f"{base}/ready?model_version={version}"),
+               httpx.post(f"{base}/infer?model_version={version}", content=body, headers=headers, timeout=30)]
+    for r in answers:
+        assert r.status_code == 400, (r.request.url, r.text)
+        assert "is malformed: a model version is the name of a version folder, a positive integer" in r.text
+
+
+def test_an_unknown_version_is_a_404_naming_the_versions(server, images, h):
+    body, headers = h.v2_binary(images[:1])
+    base = f"{server.url}/v2/models/helmet"
+    answers = [httpx.get(f"{base}/versions/9"), httpx.get(f"{base}/versions/9/ready"),
+               httpx.post(f"{base}/versions/9/infer", content=body, headers=headers, timeout=30),
+               httpx.get(f"{base}?model_version=9"), httpx.get(f"{base}/ready?model_version=9"),
+               httpx.post(f"{base}/infer?model_version=9", content=body, headers=headers, timeout=30)]
+    for r in answers:
+        assert r.status_code == 404, (r.request.url, r.text)
+        assert r.json()["error"] == "model helmet has no version 9; its versions: 1"
+    r = httpx.get(f"{server.url}/v2/models/nope?model_version=1")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+
+
+def test_the_model_version_query_parameter_is_honoured(server, images, h):
+    """KServe answers 501 "Model versioning not supported yet" to ?model_version=; the same as /versions/{v} here."""
+    base = f"{server.url}/v2/models/helmet"
+    r = httpx.get(f"{base}?model_version=1")
+    assert r.status_code == 200, r.text
+    assert r.json() == httpx.get(f"{base}/versions/1").json() and r.json()["versions"] == ["1"]
+    r = httpx.get(f"{base}/ready?model_version=01")  # the folder name's number: 01 is version 1
+    assert r.status_code == 200 and r.json() == {"name": "helmet", "version": "1", "ready": True}, r.text
+    body, headers = h.v2_binary(images[:1])
+    r = httpx.post(f"{base}/infer?model_version=1", content=body, headers=headers, timeout=30)
+    assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+    # without a version: KServe's answers, unchanged
+    r = httpx.get(base)
+    assert r.status_code == 200 and r.json()["name"] == "helmet" and {t["name"] for t in r.json()["inputs"]}
+    assert httpx.get(f"{base}/ready").json() == {"name": "helmet", "ready": True}
+
+
+def test_grpc_versions(server, images):
+    from mlkit.client.grpc import GRPCServingClient
+    from mlkit.client.http import ServingError
+
+    channel, stub, pb = _grpc_stub(server)
+    with channel:
+        assert stub.ModelReady(pb.ModelReadyRequest(name="helmet", version="1"), timeout=30).ready
+        meta = stub.ModelMetadata(pb.ModelMetadataRequest(name="helmet", version="1"), timeout=30)
+        assert meta.name == "helmet" and list(meta.versions) == ["1"] and meta.inputs
+        for call, request in ((stub.ModelReady, pb.ModelReadyRequest), (stub.ModelMetadata, pb.ModelMetadataRequest)):
+            code, details = _grpc_error(call, request(name="helmet", version="9"))
+            assert (code, details) == ("NOT_FOUND", "model helmet has no version 9; its versions: 1")
+            code, details = _grpc_error(call, request(name="helmet", version="³"))
+            assert code == "INVALID_ARGUMENT" and "model version '³' is malformed" in details
+    for version, status in (("³", "INVALID_ARGUMENT: model version '³' is malformed"),
+                            ("9", "NOT_FOUND: model helmet has no version 9; its versions: 1")):
+        with (GRPCServingClient(server.grpc_url, "helmet", encoding="png", version=version, timeout=30) as client,
+              pytest.raises(ServingError, match=status)):
+            client.predict(images[:1])
+
+
+def test_version_errors_are_one_warning_line_not_a_traceback(server):
+    import time
+
+    assert httpx.get(f"{server.url}/v2/models/helmet/versions/%C2%B3").status_code == 400
+    line = "400 GET /v2/models/helmet/versions/³: model version '³' is malformed"
+    for _ in range(50):  # the server writes its log asynchronously
+        if line in server.log_text():
+            break
+        time.sleep(0.1)
+    log = server.log_text()
+    assert line in log and "Traceback" not in log and "invalid literal for int()" not in log
+    assert not [line for line in log.splitlines() if " ERROR " in line]

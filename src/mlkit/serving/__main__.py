@@ -7,7 +7,7 @@ import logging
 import sys
 
 from mlkit.errors import MlkitError
-from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB
+from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB, DEFAULT_MODEL_CONTROL, MODEL_CONTROL_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,8 +29,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Interpreters per model, each running its own batches in parallel (Triton's instance "
                         "count); more instances of fewer threads trade a lone request's latency for throughput.")
     p.add_argument("--max-payload-mb", type=float, default=DEFAULT_MAX_PAYLOAD_MB, help="Largest request body.")
-    p.add_argument("--poll-seconds", type=float, default=2.0, help="How often to look for new model versions.")
-    p.add_argument("--no-watch", action="store_true", help="Do not hot-reload new versions.")
+    p.add_argument("--model-control", choices=MODEL_CONTROL_MODES, default=DEFAULT_MODEL_CONTROL,
+                   help="As Triton's --model-control-mode. poll: load new version folders as they appear (hot "
+                        "reload); none: serve what the repository holds at start; explicit: the same, and clients "
+                        "may load and unload models (POST /v2/repository/models/NAME/load|unload), which the "
+                        "other modes refuse with 403.")
+    p.add_argument("--poll-seconds", type=float, default=2.0,
+                   help="How often to look for new model versions (--model-control poll).")
+    p.add_argument("--no-watch", action="store_true", help="Do not hot-reload new versions (as --model-control none).")
     p.add_argument("--access-log", action="store_true",
                    help="Log a line per request (uvicorn access log and KServe's timing lines); off by default, "
                         "request counts and latencies are on /metrics.")
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         run_server(model_dir, http_port=args.http_port, grpc_port=args.grpc_port, host=args.host,
                    max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms,
                    num_threads=args.threads, instances=args.instances, max_payload_mb=args.max_payload_mb,
-                   poll_seconds=args.poll_seconds, watch=not args.no_watch,
+                   poll_seconds=args.poll_seconds, watch=not args.no_watch, model_control=args.model_control,
                    response_delay_ms=args.response_delay_ms, graph_config=args.graph_config,
                    graph_step=args.graph_step, access_log=args.access_log)
     except MlkitError as exc:

@@ -117,12 +117,13 @@ def _port_free(host: str, port: int) -> bool:
 
 def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: int = 0, host: str = "127.0.0.1",
           max_batch_size: int = 1, max_latency_ms: float = 5.0, threads: int = 1, timeout: float = 60.0,
-          replace: bool = False, instances: int = 1) -> ServerState:
+          replace: bool = False, instances: int = 1, model_control: str = "poll") -> ServerState:
     """Start a detached server for ``model_dir`` and return its state once it is ready.
 
     ``http_port``/``grpc_port`` 0 pick free ports; a requested port that is busy is replaced by a free one
     (logged), so the caller must use the returned ``url``. A live server of the same name is an error
-    unless ``replace=True`` (it is stopped first); a stale state (dead pid) is cleaned up.
+    unless ``replace=True`` (it is stopped first); a stale state (dead pid) is cleaned up. ``model_control``:
+    see ``mlkit.serving.server.build_server``.
     """
     from mlkit.serving.server import entrypoint_command, free_port
 
@@ -148,7 +149,8 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{name}.log"
     cmd = entrypoint_command(host, http_port, grpc_port, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
-                             threads=threads, instances=instances) + ["--model-dir", str(model_dir)]
+                             threads=threads, instances=instances, model_control=model_control) + [
+        "--model-dir", str(model_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,

@@ -1,6 +1,6 @@
 """A folder of versioned TFLite models, served by KServe, with hot reload.
 
-Layout: ``<models_dir>/<name>/<version>/model.tflite`` + ``metadata.json`` (version = integer).
+Layout: ``<models_dir>/<name>/<version>/model.tflite`` + ``metadata.json`` (version = integer folder name).
 The newest loadable version is served as ``<name>``; every loaded version is also reachable as
 ``<name>@<version>`` (what ``/v2/models/<name>/versions/<version>/infer`` and gRPC
 ``model_version`` resolve to). ``watch()`` polls the folder and swaps in new versions atomically:
@@ -20,7 +20,7 @@ import json
 import logging
 from pathlib import Path
 
-from kserve.errors import ModelNotFound
+from kserve.errors import InvalidInput, ModelNotFound
 from kserve.model_repository import ModelRepository
 
 from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel, open_model
@@ -31,8 +31,32 @@ READY_MARKER = "READY"
 VERSION_SEP = "@"
 
 
+VERSION_HELP = "a model version is the name of a version folder, a positive integer such as 1 or 12"
+
+
 def versioned(name: str, version: int | str) -> str:
     return f"{name}{VERSION_SEP}{version}"
+
+
+def is_version_name(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '³', which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_version(text: int | str) -> int:
+    """A requested version as an integer; InvalidInput (400) when it cannot be a version folder's name."""
+    text = str(text)
+    if not is_version_name(text):
+        raise InvalidInput(f"model version {text!r} is malformed: {VERSION_HELP}")
+    return int(text)
+
+
+def unknown_version(name: str, version: int, known: list[int]) -> ModelNotFound:
+    """404 naming the versions there are, so the client can pick one."""
+    exc = ModelNotFound(name)
+    exc.reason = (f"model {name} has no version {version}; its versions: {', '.join(map(str, known))}" if known
+                  else f"model {name} has no version {version}: it is not served from version folders")
+    return exc
 
 
 def _signature(d: Path) -> tuple | None:
@@ -72,7 +96,7 @@ def scan_versions(models_dir: Path) -> dict[str, dict[int, Path]]:
     if not models_dir.is_dir():
         return out
     for model in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        versions = {int(v.name): v for v in model.iterdir() if v.is_dir() and v.name.isdigit()}
+        versions = {int(v.name): v for v in model.iterdir() if v.is_dir() and is_version_name(v.name)}
         out[model.name] = versions
     return out
 
@@ -102,9 +126,20 @@ class TFLiteModelRepository(ModelRepository):
         model = self.models.get(name)
         if model is None and VERSION_SEP in name:
             base, _, v = name.rpartition(VERSION_SEP)
-            if v.isdigit():
+            if is_version_name(v):
                 model = self.versions.get(base, {}).get(int(v))
         return model
+
+    def version_key(self, name: str, version: int | str) -> str:
+        """``name@version`` of a loaded version. Raises InvalidInput for a malformed version, ModelNotFound for
+        an unknown model, or for an unknown version naming the versions there are."""
+        number = parse_version(version)
+        if name not in self.models and name not in self.versions:
+            raise ModelNotFound(name)
+        known = sorted(self.versions.get(name, {}))
+        if number not in known:
+            raise unknown_version(name, number, known)
+        return versioned(name, number)
 
     def served_version(self, name: str) -> int | None:
         model = self.models.get(name)
@@ -118,7 +153,7 @@ class TFLiteModelRepository(ModelRepository):
     def _scan(self) -> dict[str, dict[int, Path]]:
         found = scan_versions(self.root) if self.root is not None else {}
         for name, base in self.model_paths.items():
-            found[name] = {int(v.name): v for v in base.iterdir() if v.is_dir() and v.name.isdigit()} \
+            found[name] = {int(v.name): v for v in base.iterdir() if v.is_dir() and is_version_name(v.name)} \
                 if base.is_dir() else {}
         return {n: v for n, v in found.items() if n not in self.reserved}
 

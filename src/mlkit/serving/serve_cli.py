@@ -25,6 +25,13 @@ _INSTANCES = click.option("--instances", type=click.IntRange(min=1), default=1, 
                           help="Interpreters per model, running merged batches in parallel (Triton's instance "
                                "count). More instances of fewer threads trade a lone request's latency for "
                                "throughput under load.")
+# the local servers' model control (the manifests keep the image's default, poll)
+_MODEL_CONTROL = click.option("--model-control", type=click.Choice(["none", "poll", "explicit"]), default="poll",
+                              show_default=True,
+                              help="As Triton's --model-control-mode. poll: load new version folders as they appear "
+                                   "(hot reload); none: serve what the folder holds at start; explicit: the same, "
+                                   "and clients may load and unload models through the v2 repository API, which "
+                                   "the other modes refuse (403).")
 
 
 @click.group("serve", invoke_without_command=True)
@@ -43,8 +50,9 @@ _INSTANCES = click.option("--instances", type=click.IntRange(min=1), default=1, 
 @_INSTANCES
 @click.option("--max-payload-mb", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
               help="Largest request body; bigger ones get 400.")
+@_MODEL_CONTROL
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="How often to look for new model versions (hot reload).")
+              help="How often to look for new model versions (--model-control poll).")
 @click.option("--graph-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pipeline config (config.json, see `mlkit graph`): also serve its models and pipelines; "
                    "--model-dir is then optional.")
@@ -53,7 +61,7 @@ _INSTANCES = click.option("--instances", type=click.IntRange(min=1), default=1, 
 @click.pass_context
 @friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
-          max_payload_mb, poll_seconds, graph_config, access_log) -> None:
+          max_payload_mb, model_control, poll_seconds, graph_config, access_log) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
@@ -74,7 +82,8 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
 
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
                max_latency_ms=max_latency_ms, num_threads=threads, instances=instances, max_payload_mb=max_payload_mb,
-               poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log)
+               poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log,
+               model_control=model_control)
 
 
 def _check_bindable(host: str, port: int, option: str) -> None:
@@ -114,18 +123,19 @@ def _check_bindable(host: str, port: int, option: str) -> None:
 @click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True)
 @_THREADS
 @_INSTANCES
+@_MODEL_CONTROL
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds to wait for the server to be ready.")
 @click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")
 @friendly
 def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
-              timeout, replace) -> None:
+              model_control, timeout, replace) -> None:
     """Start a detached server NAME (default: "default") that keeps running after this command."""
     from mlkit.serving import lifecycle
 
     state = lifecycle.start(name, model_dir, http_port=http_port, grpc_port=grpc_port, host=host,
                             max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, threads=threads,
-                            instances=instances, timeout=timeout, replace=replace)
+                            instances=instances, model_control=model_control, timeout=timeout, replace=replace)
     click.echo(f"server {name!r} ready at {state.url} (gRPC {state.grpc_url}, pid {state.pid}, log {state.log})")
     models = _served_models(state.url)
     if models == []:

@@ -10,7 +10,13 @@ What this adds to ``kserve.ModelServer`` (0.21), and why:
   400 for every malformed body and resolve versions to ``<name>@<version>``.
 - **Payload limit.** Bodies over ``max_payload_mb`` are refused with 400 before they are read
   (gRPC: ``grpc.max_receive_message_length``, which answers RESOURCE_EXHAUSTED).
-- **Hot reload.** The repository watcher runs as one more task next to the REST and gRPC servers.
+- **Model control** (Triton's ``--model-control-mode``): ``poll`` (default) runs the repository watcher as one
+  more task next to the REST and gRPC servers (hot reload); ``none`` and ``explicit`` run no watcher. Only
+  ``explicit`` lets clients load and unload models (REST ``/v2/repository/models/{name}/load|unload``, gRPC
+  RepositoryModelLoad/Unload); otherwise they get 403 / PERMISSION_DENIED naming the flag.
+- **Versions.** A version in a REST path, a ``?model_version=`` query (KServe answers 501 to it) or gRPC's
+  ``version``/``model_version`` fields resolves to ``<name>@<version>``; a malformed one is a 400, an unknown
+  one a 404 naming the versions there are.
 - A repository without a ready model still starts (KServe would refuse), so models can arrive later.
 """
 
@@ -35,6 +41,27 @@ from mlkit.errors import MlkitError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAYLOAD_MB = 16.0
+MODEL_CONTROL_MODES = ("none", "poll", "explicit")
+DEFAULT_MODEL_CONTROL = "poll"  # incremental learning drops new version folders in and expects them served
+_CONTROL_EFFECT = {"none": "with 'none' the server serves what the repository held at start",
+                   "poll": "with 'poll' the server loads new version folders by itself"}
+
+
+class ModelControlDisabled(Exception):
+    """A load or unload request while the server's model control is not ``explicit`` (403, PERMISSION_DENIED)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(mode)
+        self.reason = (f"model control is {mode!r}: loading and unloading through the API needs --model-control "
+                       f"explicit (a server option); {_CONTROL_EFFECT[mode]}")
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def check_model_control(mode: str) -> None:
+    if mode not in MODEL_CONTROL_MODES:
+        raise MlkitError(f"model control {mode!r} is not one of {', '.join(MODEL_CONTROL_MODES)}")
 
 
 def _enable_mlkit_loggers() -> None:
@@ -96,10 +123,7 @@ class PayloadLimit:
 
 
 def _make_dataplane_class():
-    from kserve.errors import ModelNotFound
     from kserve.protocol.dataplane import DataPlane
-
-    from mlkit.serving.repository import versioned
 
     class VersionedDataPlane(DataPlane):
         """Resolves a request's ``model_version`` (gRPC field or REST path) to ``<name>@<version>``."""
@@ -107,10 +131,7 @@ def _make_dataplane_class():
         async def infer(self, model_name, request, headers=None):
             version = getattr(request, "model_version", None)
             if version:
-                key = versioned(model_name, version)
-                if self._model_registry.get_model(key) is None:
-                    raise ModelNotFound(f"{model_name} version {version}")
-                model_name = key
+                model_name = self._model_registry.version_key(model_name, version)
             return await super().infer(model_name, request, headers)
 
     return VersionedDataPlane
@@ -129,7 +150,8 @@ def _client_errors() -> list[tuple[type, int, str]]:
     logged as one WARNING line by REST and gRPC alike."""
     from kserve.errors import InvalidInput, ModelNotFound
 
-    return [(InvalidInput, 400, "INVALID_ARGUMENT"), (ModelNotFound, 404, "NOT_FOUND")]
+    return [(InvalidInput, 400, "INVALID_ARGUMENT"), (ModelNotFound, 404, "NOT_FOUND"),
+            (ModelControlDisabled, 403, "PERMISSION_DENIED")]
 
 
 def _add_client_error_handlers(app) -> None:
@@ -148,20 +170,22 @@ def _add_client_error_handlers(app) -> None:
         app.add_exception_handler(exc_type, handler_for(status))
 
 
-def _install_routes(app, dataplane, max_payload_bytes: int, response_delay_ms: float = 0.0) -> None:
-    """v2 infer/ready routes that run before KServe's own (first registered route wins)."""
+def _install_routes(app, dataplane, extension, max_payload_bytes: int, response_delay_ms: float = 0.0) -> None:
+    """v2 infer/ready/metadata/load routes that run before KServe's own (first registered route wins)."""
     import orjson
     from cloudevents.sdk.converters.util import has_binary_headers
     from fastapi import Response
     from kserve.errors import ModelNotFound, ModelNotReady
+    from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
     from mlkit.serving.payload import parse_v2_rest, v2_rest_response
-    from mlkit.serving.repository import versioned
+
+    kserve_v2 = V2Endpoints(dataplane, extension)
 
     async def _ready_key(model_name: str, model_version: str | None) -> str:
-        key = model_name if not model_version else versioned(model_name, model_version)
+        key = model_name if not model_version else dataplane.model_registry.version_key(model_name, model_version)
         if dataplane.model_registry.get_model(key) is None:
-            raise ModelNotFound(model_name if not model_version else f"{model_name} version {model_version}")
+            raise ModelNotFound(model_name)
         if not await dataplane.model_registry.is_model_ready(key):
             model = dataplane.model_registry.get_model(key)
             raise ModelNotReady(key, getattr(model, "load_error", None) or "")
@@ -196,27 +220,36 @@ def _install_routes(app, dataplane, max_payload_bytes: int, response_delay_ms: f
 
     async def infer_route(request: Request):
         params = request.path_params
-        return await infer(request, params["model_name"], params.get("model_version"))
+        version = params.get("model_version")
+        if version is None and request.scope.get("query_string"):
+            version = request.query_params.get("model_version")
+        return await infer(request, params["model_name"], version)
+
+    def _version_of(key: str) -> str:
+        return str(dataplane.model_registry.get_model(key).version)  # "01" was asked: "1" is the answer
 
     async def versioned_ready(model_name: str, model_version: str):
-        await _ready_key(model_name, model_version)
-        return {"name": model_name, "version": model_version, "ready": True}
+        key = await _ready_key(model_name, model_version)
+        return {"name": model_name, "version": _version_of(key), "ready": True}
 
     async def versioned_metadata(model_name: str, model_version: str):
         key = await _ready_key(model_name, model_version)
         meta = await dataplane.model_metadata(key)
-        return {**meta, "name": model_name, "versions": [str(model_version)]}
+        return {**meta, "name": model_name, "versions": [_version_of(key)]}
+
+    # KServe's routes read ?model_version= and answer 501 "Model versioning not supported yet"
+    async def ready_route(model_name: str, model_version: str | None = None):
+        if model_version:
+            return await versioned_ready(model_name, model_version)
+        return await kserve_v2.model_ready(model_name)
+
+    async def metadata_route(model_name: str, model_version: str | None = None):
+        if model_version:
+            return await versioned_metadata(model_name, model_version)
+        return await kserve_v2.model_metadata(model_name)
 
     async def load_route(model_name: str):
-        # KServe's own route turns every failure, an unknown name included, into 503 "not ready".
-        try:
-            ready = await dataplane.model_registry.load(model_name)
-        except ModelNotFound:
-            raise
-        except Exception as exc:  # a broken folder: the log has the details
-            raise ModelNotReady(model_name, f"{type(exc).__name__}: {exc}") from None
-        if not ready:
-            raise ModelNotReady(model_name, "no version could be loaded; the server log says why")
+        await extension.load(model_name)
         return {"name": model_name, "load": True}
 
     # plain Starlette routes: FastAPI's per-request dependency solving costs more than the rest of the route
@@ -226,6 +259,8 @@ def _install_routes(app, dataplane, max_payload_bytes: int, response_delay_ms: f
                       methods=["GET"], response_model=None)
     app.add_api_route("/v2/models/{model_name}/versions/{model_version}", versioned_metadata, methods=["GET"],
                       response_model=None)
+    app.add_api_route("/v2/models/{model_name}/ready", ready_route, methods=["GET"], response_model=None)
+    app.add_api_route("/v2/models/{model_name}", metadata_route, methods=["GET"], response_model=None)
     app.add_api_route("/v2/repository/models/{model_name}/load", load_route, methods=["POST"], response_model=None)
     app.add_middleware(PayloadLimit, max_bytes=max_payload_bytes)
     if response_delay_ms > 0:
@@ -240,12 +275,84 @@ def _quiet_access_log() -> None:
     access.propagate = False
 
 
+def _make_extension_class():
+    from kserve.errors import ModelNotFound, ModelNotReady
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+    class ControlledRepositoryExtension(ModelRepositoryExtension):
+        """KServe's load/unload (its REST unload route, gRPC RepositoryModelLoad/Unload), refused unless the
+        model control is ``explicit``: with ``poll`` the watcher and an API client would fight over the models."""
+
+        def __init__(self, model_registry, model_control: str) -> None:
+            super().__init__(model_registry)
+            self.model_control = model_control
+
+        def check_control(self) -> None:
+            if self.model_control != "explicit":
+                raise ModelControlDisabled(self.model_control)
+
+        async def load(self, model_name: str) -> None:
+            self.check_control()
+            # KServe's own load turns every failure, an unknown name included, into 503 "not ready".
+            try:
+                ready = await self._model_registry.load(model_name)
+            except ModelNotFound:
+                raise
+            except Exception as exc:  # a broken folder: the log has the details
+                raise ModelNotReady(model_name, f"{type(exc).__name__}: {exc}") from None
+            if not ready:
+                raise ModelNotReady(model_name, "no version could be loaded; the server log says why")
+
+        async def unload(self, model_name: str) -> None:
+            self.check_control()
+            await super().unload(model_name)
+
+    return ControlledRepositoryExtension
+
+
+def _make_servicer_class():
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.servicer import InferenceServicer
+
+    class VersionedServicer(InferenceServicer):
+        """KServe's servicer, with ModelReady and ModelMetadata honouring the request's ``version``, and a
+        repository API that answers (KServe's reads a result its extension never returns: always INTERNAL)."""
+
+        def __init__(self, data_plane, model_repository_extension) -> None:
+            super().__init__(data_plane, model_repository_extension)
+            self._extension = model_repository_extension
+
+        async def RepositoryModelLoad(self, request, context):
+            await self._extension.load(request.model_name)
+            return pb.RepositoryModelLoadResponse(model_name=request.model_name, isLoaded=True)
+
+        async def RepositoryModelUnload(self, request, context):
+            await self._extension.unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse(model_name=request.model_name, isUnloaded=True)
+
+        def _key(self, name: str, version: str) -> str:
+            return self._data_plane.model_registry.version_key(name, version) if version else name
+
+        async def ModelReady(self, request, context):
+            ready = await self._data_plane.model_ready(model_name=self._key(request.name, request.version))
+            return pb.ModelReadyResponse(ready=ready)
+
+        async def ModelMetadata(self, request, context):
+            key = self._key(request.name, request.version)
+            meta = await self._data_plane.model_metadata(model_name=key)
+            version = self._data_plane.model_registry.get_model(key).version if request.version else None
+            return pb.ModelMetadataResponse(name=request.name, platform=meta["platform"], inputs=meta["inputs"],
+                                            outputs=meta["outputs"],
+                                            versions=[str(version)] if version is not None else [])
+
+    return VersionedServicer
+
+
 def _make_server_class():
     from kserve import ModelServer
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
     from kserve.protocol.grpc.server import GRPCServer
-    from kserve.protocol.grpc.servicer import InferenceServicer
     from kserve.protocol.rest.server import RESTServer
 
     class ClientErrorInterceptor(ExceptionToStatusInterceptor):
@@ -273,7 +380,7 @@ def _make_server_class():
 
             from grpc import aio
 
-            servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+            servicer = _make_servicer_class()(self._data_plane, self._model_repository_extension)
             self._server = aio.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers),
                 interceptors=(LoggingInterceptor(), ClientErrorInterceptor()),
@@ -306,15 +413,19 @@ def _make_server_class():
             pass
 
     class MlkitModelServer(ModelServer):
-        """``kserve.ModelServer`` bound to ``host``, with mlkit's routes, payload limit and model watcher."""
+        """``kserve.ModelServer`` bound to ``host``, with mlkit's routes, payload limit, model control and watcher."""
 
         def __init__(self, repository, *, host: str = "127.0.0.1", max_payload_bytes: int,
-                     watch: bool = True, response_delay_ms: float = 0.0, access_log: bool = False, **kw) -> None:
+                     model_control: str = DEFAULT_MODEL_CONTROL, response_delay_ms: float = 0.0,
+                     access_log: bool = False, **kw) -> None:
             super().__init__(registered_models=repository, **kw)
             self.host = host
             self.repository = repository
             self.max_payload_bytes = max_payload_bytes
-            self.watch = watch
+            self.model_control = model_control
+            # Triton's rule: only 'poll' polls; in 'explicit' the API alone changes what is served.
+            self.watch = model_control == "poll"
+            self.model_repository_extension = _make_extension_class()(repository, model_control)
             self.response_delay_ms = response_delay_ms
             self.access_log = access_log
             self.dataplane = _make_dataplane_class()(model_registry=repository)
@@ -328,7 +439,8 @@ def _make_server_class():
             ready = [n for n, m in self.repository.get_models().items() if m.ready]
             if not ready:
                 log.warning("no model is ready under %s; serving anyway (load models later)", self.repository.root)
-            _install_routes(kms.app, self.dataplane, self.max_payload_bytes, self.response_delay_ms)
+            _install_routes(kms.app, self.dataplane, self.model_repository_extension, self.max_payload_bytes,
+                            self.response_delay_ms)
             rest_class = MlkitRESTServer if self.access_log else QuietRESTServer
             self._rest_server = rest_class(kms.FASTAPI_APP_IMPORT_STRING, self.dataplane,
                                            self.model_repository_extension, self.http_port,
@@ -347,8 +459,8 @@ def _make_server_class():
                 self.servers.append(self._grpc_server.start(self.max_threads))
             if self.watch:
                 self.servers.append(self.repository.watch())
-            log.info("mlkit model server on http://%s:%d (gRPC %s:%d), models: %s", self.host, self.http_port,
-                     self.host, self.grpc_port, ready)
+            log.info("mlkit model server on http://%s:%d (gRPC %s:%d), model control %s, models: %s", self.host,
+                     self.http_port, self.host, self.grpc_port, self.model_control, ready)
             self.setup_event_loop()
             self.register_signal_handler()
             asyncio.run(self._serve())
@@ -366,8 +478,14 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
                  max_batch_size: int = 1, max_latency_ms: float = 5.0, num_threads: int = 1, instances: int = 1,
                  max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB, poll_seconds: float = 2.0,
                  watch: bool = True, enable_grpc: bool = True, response_delay_ms: float = 0.0,
-                 graph_config: str | Path | None = None, graph_step: str | None = None, access_log: bool = False):
+                 graph_config: str | Path | None = None, graph_step: str | None = None, access_log: bool = False,
+                 model_control: str = DEFAULT_MODEL_CONTROL):
     """Load every model under ``model_dir`` and return a ready-to-``start()`` server (not started).
+
+    ``model_control`` (one of ``MODEL_CONTROL_MODES``, as Triton's): ``poll`` watches the folder for new
+    versions every ``poll_seconds``; ``none`` serves what is there now; ``explicit`` serves what is there now
+    and lets clients load and unload models through the repository API, the only mode that does.
+    ``watch=False`` (the older switch) makes ``poll`` ``none``.
 
     ``graph_config``: a pipeline config (``mlkit.serving.graph``) whose models and pipelines are served too
     (``model_dir`` may then be None); ``graph_step`` (``PIPELINE/NODE``): serve only that node, as one step
@@ -390,11 +508,14 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
         raise MlkitError(f"instances must be >= 1, got {instances}")
     if response_delay_ms < 0:
         raise MlkitError(f"response_delay_ms must be >= 0, got {response_delay_ms}")
+    check_model_control(model_control)
+    if not watch and model_control == "poll":
+        model_control = "none"
     repository = TFLiteModelRepository(model_dir, num_threads=num_threads, max_batch_size=max_batch_size,
                                        max_latency_ms=max_latency_ms, poll_seconds=poll_seconds, instances=instances)
     server = _make_server_class()(repository, host=host, max_payload_bytes=int(max_payload_mb * 1024 * 1024),
-                                  watch=watch, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc,
-                                  grace_period=2, enable_latency_logging=False,
+                                  model_control=model_control, http_port=http_port, grpc_port=grpc_port,
+                                  enable_grpc=enable_grpc, grace_period=2, enable_latency_logging=False,
                                   response_delay_ms=response_delay_ms, access_log=access_log)
     repository.load_models()
     if graph_config is not None:
@@ -443,11 +564,13 @@ class BackgroundServer:
 
 
 def entrypoint_command(host: str, http_port: int, grpc_port: int, *, max_batch_size: int, max_latency_ms: float,
-                       threads: int, instances: int) -> list[str]:
+                       threads: int, instances: int, model_control: str = DEFAULT_MODEL_CONTROL) -> list[str]:
     """``python -m mlkit.serving`` with the options every local launcher passes (add the model folder etc.)."""
+    check_model_control(model_control)
     return [sys.executable, "-m", "mlkit.serving", "--host", host, "--http-port", str(http_port),
             "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
-            "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances)]
+            "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances),
+            "--model-control", model_control]
 
 
 def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
@@ -456,7 +579,8 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
                             log_path: str | Path | None = None, http_port: int | None = None,
                             response_delay_ms: float = 0.0,
                             graph_config: str | Path | None = None,
-                            cpus: set[int] | None = None, access_log: bool = False) -> BackgroundServer:
+                            cpus: set[int] | None = None, access_log: bool = False,
+                            model_control: str = DEFAULT_MODEL_CONTROL) -> BackgroundServer:
     """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers.
 
     ``cpus`` pins the server (every thread it will start) to those CPU numbers, Linux only: benchmarks use it to
@@ -467,7 +591,8 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
     http_port, grpc_port = http_port or free_port(), free_port()
     log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="mlkit-serve-", suffix=".log")[1])
     cmd = entrypoint_command("127.0.0.1", http_port, grpc_port, max_batch_size=max_batch_size,
-                             max_latency_ms=max_latency_ms, threads=num_threads, instances=instances)
+                             max_latency_ms=max_latency_ms, threads=num_threads, instances=instances,
+                             model_control=model_control)
     cmd += ["--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
             "--response-delay-ms", str(response_delay_ms)]
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []
