@@ -8,7 +8,7 @@ STAMP := $(VENV)/.mlkit-installed
 ASSETS := assets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup demo test test-fast lint compile bench lab image video-asset browser clean
+.PHONY: help setup demo test test-fast lint compile bench lab image image-test video-asset browser clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,16 @@ lab: setup ## JupyterLab on 127.0.0.1 with the notebooks and the .venv kernel
 	$(PY) -m ipykernel install --sys-prefix --name mlkit --display-name "mlkit (.venv)" >/dev/null
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=notebooks \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# The serving image without a Docker engine or Docker Hub (serving_image/build.sh): a debootstrap bookworm base, the
+# wheels fetched on the host into build/image, buildah. Installs podman, buildah, debootstrap, runc when missing.
+image: setup ## build serving_image/ as localhost/mlkit-serving:0.1.0 with buildah (no Docker engine, no Docker Hub)
+	bash serving_image/build.sh
+
+# Not part of `make test`: the model server in the image on 127.0.0.1, and the object-detection pipeline with
+# kfp.local's DockerRunner through podman's Docker API (installs the docker SDK into .venv).
+image-test: setup ## run the image with podman: serve the big model, run the object-detection pipeline in it
+	bash serving_image/image_test.sh
 
 # The browser test (tests/viz/test_browser.py) needs Debian's chromium, installed only when it is missing, and
 # the widget renderer that nbconvert's HTML loads (npm packages, unpacked under build/browser: exported pages would

@@ -1,9 +1,11 @@
-"""The serving image, without Docker: the Dockerfile's shape, and its entrypoint run for real.
+"""The serving image, without containers: the Dockerfile's shape, and its entrypoint run for real.
 
-No Docker engine exists on the development machines or in CI, so the image is never built here. Instead
-the Dockerfile is parsed (multi-stage, non-root user, pinned base, ENTRYPOINT/CMD, /mnt/models, ports) and
-its ENTRYPOINT + CMD are run as a subprocess with this Python - only the model folder, host and ports
-swapped - against a repository laid out as KServe's storage-initializer leaves it in /mnt/models.
+The image itself is built by `make image` (serving_image/build.sh: debootstrap base, buildah) and run by
+`make image-test` (podman), neither part of `make test`. Here the Dockerfile is parsed (builder / wheels /
+final stages, wheels-only offline install into the /opt/mlkit venv first on PATH, non-root user, pinned base,
+ENTRYPOINT/CMD, /mnt/models, ports) and its ENTRYPOINT + CMD are run as a subprocess with this Python - only
+the model folder, host and ports swapped - against a repository laid out as KServe's storage-initializer
+leaves it in /mnt/models.
 """
 
 from __future__ import annotations
@@ -54,16 +56,38 @@ def _one(instructions, keyword):
     return value
 
 
+def _stages(instructions) -> list[list[tuple[str, str]]]:
+    starts = [i for i, (k, _) in enumerate(instructions) if k == "FROM"]
+    return [instructions[a:b] for a, b in zip(starts, starts[1:] + [len(instructions)], strict=True)]
+
+
 def test_dockerfile_is_multi_stage_with_a_pinned_base(dockerfile):
     froms = [v for k, v in dockerfile if k == "FROM"]
-    assert len(froms) == 2 and froms[0].endswith(" AS builder")
+    assert froms == ["${PYTHON_IMAGE} AS builder", "scratch AS wheels", "${PYTHON_IMAGE}"]
     (arg,) = [v for k, v in dockerfile if k == "ARG" and v.startswith("PYTHON_IMAGE=")]
     assert arg == "PYTHON_IMAGE=python:3.11.7-slim-bookworm"  # exact tag (digest documented in the file)
-    builder = dockerfile[:[i for i, (k, _) in enumerate(dockerfile) if k == "FROM"][1]]
+    builder, wheels, final = _stages(dockerfile)
     runs = " ".join(v for k, v in builder if k == "RUN")
-    assert "pip wheel --no-deps --wheel-dir /wheels -r /build/requirements.lock" in runs
-    final_runs = " ".join(v for k, v in _final_stage(dockerfile) if k == "RUN")
+    assert "pip wheel --use-pep517 --no-deps --wheel-dir /wheels -r /build/requirements.lock" in runs
+    assert "pip wheel --no-deps --wheel-dir /wheels /build/src-tree" in runs  # mlkit itself, from the context
+    # The `wheels` stage is the wheels alone at its root, so `--build-context wheels=DIR` (make image) can stand
+    # in for it with a folder of wheels downloaded on the host; the final stage reads only that stage.
+    assert wheels[1:] == [("COPY", "--from=builder /wheels/ /")]
+    final_runs = " ".join(v for k, v in final if k == "RUN")
+    assert "--mount=type=bind,from=wheels,target=/wheels" in final_runs
     assert "--no-index" in final_runs and '"mlkit[full]"' in final_runs and "build-essential" not in final_runs
+    assert "-c /tmp/requirements.lock" in final_runs and "pip check" in final_runs  # the lock's exact versions
+    assert not [v for k, v in final if k in ("COPY", "ADD")]  # nothing from the builder but the wheels
+
+
+def test_mlkit_lives_in_a_venv_first_on_path(dockerfile):
+    """KFP components run `sh -ec '... python3 -m kfp.dsl.executor_main ...'`: python3 must be mlkit's."""
+    final = _final_stage(dockerfile)
+    env = _one(final, "ENV").split()
+    assert "PATH=/opt/mlkit/bin:$PATH" in env and "VIRTUAL_ENV=/opt/mlkit" in env
+    final_runs = " ".join(v for k, v in final if k == "RUN")
+    assert "python3 -m venv /opt/mlkit" in final_runs and "/opt/mlkit/bin/pip install" in final_runs
+    assert "sys.prefix == '/opt/mlkit'" in final_runs  # the build checks which python3 the PATH finds
 
 
 def test_final_stage_runs_the_server_as_non_root(dockerfile):
@@ -97,8 +121,10 @@ def test_lock_pins_every_dependency_of_the_project():
 def test_dockerignore_keeps_the_context_small():
     ignored = {ln.strip() for ln in (IMAGE_DIR / ".dockerignore").read_text().splitlines()
                if ln.strip() and not ln.startswith("#")}
-    assert {".venv", "data", "runs", "demo-output", ".git", "notebooks"} <= ignored
-    assert not {"src", "pyproject.toml", "README.md", "serving_image"} & ignored
+    assert {".venv", "data", "runs", "demo-output", ".git", "notebooks", "build"} <= ignored
+    # What the mlkit wheel is built from: setup.py packages pipelines/, components/ and models/ into mlkit.
+    assert not {"src", "pyproject.toml", "setup.py", "README.md", "serving_image", "pipelines", "components",
+                "models"} & ignored
 
 
 # --------------------------------------------------------------------------- the entrypoint, for real
