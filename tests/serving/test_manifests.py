@@ -199,6 +199,50 @@ def test_cli_manifest_runtime_form():
     assert r.exit_code == 2 and "drop --runtime" in r.output
 
 
+
+def _auth_parts(container: dict, volumes: list) -> tuple[str, dict, dict]:
+    """(the --auth-token-file argument, the container's mount, the pod's volume)."""
+    args = container["args"]
+    (mount,) = container["volumeMounts"]
+    (volume,) = volumes
+    return args[args.index("--auth-token-file") + 1], mount, volume
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_cli_manifest_mounts_the_auth_secret_and_passes_the_token_file(raw):
+    from mlkit.serving.__main__ import parse_args
+
+    r = _cli("manifest", "helmet", "--storage-uri", "s3://m/h", "--auth-secret", "helmet-token",
+             *(["--raw"] if raw else []))
+    assert r.exit_code == 0, r.output
+    (doc,) = yaml.safe_load_all(r.output)
+    assert_valid(doc)
+    predictor = doc["spec"]["predictor"]
+    (container,) = predictor["containers"]
+    path, mount, volume = _auth_parts(container, predictor["volumes"])
+    assert path == "/etc/mlkit/auth/token" and parse_args(container["args"]).auth_token_file == path
+    assert mount == {"mountPath": "/etc/mlkit/auth", "name": volume["name"], "readOnly": True}
+    assert volume["secret"] == {"secretName": "helmet-token", "items": [{"key": "token", "path": "token"}]}
+    assert "--auth-token-file" not in manifests.server_args()  # no secret, no authentication
+    assert "volumes" not in manifests.to_dict(manifests.inference_service("h", "s3://m/h"))["spec"]["predictor"]
+
+
+def test_the_runtime_form_mounts_the_auth_secret_in_the_runtime():
+    r = _cli("manifest", "helmet", "--storage-uri", "s3://m/h", "--runtime", "--auth-secret", "tok")
+    assert r.exit_code == 0, r.output
+    runtime, isvc = yaml.safe_load_all(r.output)
+    for doc in (runtime, isvc):
+        assert_valid(doc)
+    (container,) = runtime["spec"]["containers"]
+    path, mount, volume = _auth_parts(container, runtime["spec"]["volumes"])
+    assert path.startswith(mount["mountPath"] + "/") and volume["secret"]["secretName"] == "tok"
+
+
+def test_a_bad_auth_secret_name_is_refused():
+    r = _cli("manifest", "helmet", "--storage-uri", "s3://m/h", "--auth-secret", "Helmet_Token")
+    assert r.exit_code != 0 and "not a valid Kubernetes Secret name" in r.output
+
+
 # --------------------------------------------------------------------------- cluster (KServeClient mocked)
 class FakeKServeClient:
     """Stands in for kserve.KServeClient; records calls. ``existing`` makes ``get`` find the object."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import grpc
 import numpy as np
 
-from mlkit.client.http import ServingError, encode_image
+from mlkit.client.http import ServingError, auth_headers, encode_image
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 
@@ -18,12 +18,13 @@ RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
 class GRPCServingClient:
     """``GRPCServingClient("127.0.0.1:8081", "helmet").predict([image])`` -> ``[Detections]``.
 
-    gRPC parameters have no float type in KServe's proto, so thresholds travel as strings.
+    gRPC parameters have no float type in KServe's proto, so thresholds travel as strings. ``token=`` sends
+    metadata ``authorization: Bearer <token>`` with every call (a server started with ``--auth-token-file``).
     """
 
     def __init__(self, target: str, model: str, *, version: int | str | None = None, encoding: str = "jpeg",
                  jpeg_quality: int = 90, timeout: float = 30.0, retries: int = 3, backoff: float = 0.2,
-                 max_message_mb: float = 64.0) -> None:
+                 max_message_mb: float = 64.0, token: str | None = None) -> None:
         from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 
         if encoding not in ("jpeg", "png", "raw"):
@@ -31,6 +32,7 @@ class GRPCServingClient:
         self.target, self.model, self.version = target, model, version
         self.encoding, self.jpeg_quality = encoding, jpeg_quality
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self._metadata = tuple((k.lower(), v) for k, v in auth_headers(token).items())  # gRPC keys are lower case
         size = int(max_message_mb * 1024 * 1024)
         self._channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", size),
                                                                ("grpc.max_receive_message_length", size)])
@@ -64,10 +66,12 @@ class GRPCServingClient:
     def infer(self, request):
         for attempt in range(self.retries + 1):
             try:
-                return self._stub.ModelInfer(request, timeout=self.timeout)
+                return self._stub.ModelInfer(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as exc:
                 if exc.code() not in RETRY_CODES or attempt == self.retries:
-                    raise ServingError(f"gRPC {self.target} {self.model}: {exc.code().name}: {exc.details()}") from exc
+                    status = 401 if exc.code() == grpc.StatusCode.UNAUTHENTICATED else None
+                    raise ServingError(f"gRPC {self.target} {self.model}: {exc.code().name}: {exc.details()}",
+                                       status) from exc
             time.sleep(self.backoff * 2 ** attempt)
         raise AssertionError("unreachable")
 

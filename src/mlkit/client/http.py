@@ -3,7 +3,8 @@
 Images (RGB uint8 numpy arrays) are JPEG-encoded by default (``encoding="png"`` is lossless,
 ``"raw"`` sends a v2 UINT8 tensor). Requests time out, and 503 answers and connection errors are
 retried with exponential backoff (a server that is starting or swapping a model). Results are
-``mlkit.detections.Detections`` per image.
+``mlkit.detections.Detections`` per image. ``token=`` sends ``Authorization: Bearer <token>`` with every request
+(a server started with ``--auth-token-file``); a refused or missing token is a ``ServingError`` with status 401.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def encode_image(image: np.ndarray, encoding: str = "jpeg", quality: int = 90) -
     return buf.tobytes()
 
 
+def auth_headers(token: str | None) -> dict:
+    """The headers that carry ``token`` (none for None); a token that no header can carry is refused here."""
+    if token is None:
+        return {}
+    if not token or any(c.isspace() for c in token):
+        raise MlkitError("token must be a non-empty string without spaces (the server's --auth-token-file holds it)")
+    from mlkit.serving.auth import bearer
+
+    return {"Authorization": bearer(token)}
+
+
 def _params(score_threshold: float | None, iou_threshold: float | None) -> dict:
     return {k: v for k, v in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold))
             if v is not None}
@@ -52,7 +64,7 @@ def _params(score_threshold: float | None, iou_threshold: float | None) -> dict:
 class _Base:
     def __init__(self, url: str, model: str, *, protocol: str = "v2", version: int | str | None = None,
                  encoding: str = "jpeg", jpeg_quality: int = 90, timeout: float = 30.0, retries: int = 3,
-                 backoff: float = 0.2) -> None:
+                 backoff: float = 0.2, token: str | None = None) -> None:
         if protocol not in ("v1", "v2"):
             raise MlkitError(f"protocol must be 'v1' or 'v2', got {protocol!r}")
         if encoding not in ("jpeg", "png", "raw"):
@@ -64,6 +76,8 @@ class _Base:
         self.url, self.model, self.protocol, self.version = url.rstrip("/"), model, protocol, version
         self.encoding, self.jpeg_quality = encoding, jpeg_quality
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        # sent with every request, readiness checks included
+        self._headers = auth_headers(token)
 
     @property
     def infer_path(self) -> str:
@@ -121,12 +135,17 @@ class _Base:
         return self.backoff * (2 ** attempt)
 
 
+_UNAUTHORIZED = {False: "the server requires a bearer token (HTTP 401): pass token=... (the content of the server's "
+                         "--auth-token-file)",
+                 True: "the server refused the token (HTTP 401): it is not the one in the server's --auth-token-file"}
+
+
 class ServingClient(_Base):
     """Synchronous client: ``ServingClient(url, "helmet").predict([image])`` -> ``[Detections]``."""
 
     def __init__(self, url: str, model: str, **kw) -> None:
         super().__init__(url, model, **kw)
-        self._http = httpx.Client(base_url=self.url, timeout=self.timeout)
+        self._http = httpx.Client(base_url=self.url, timeout=self.timeout, headers=self._headers)
 
     def _send(self, method: str, path: str, **kw) -> httpx.Response:
         for attempt in range(self.retries + 1):
@@ -160,6 +179,8 @@ class ServingClient(_Base):
             return None, f"cannot reach the server ({type(exc).__name__}: {exc}); is it running?"
         if status == 404:
             return status, f"the server does not serve a model named {self.model!r} (HTTP 404)"
+        if status == 401:
+            return status, _UNAUTHORIZED[bool(self._headers)]
         return status, None if status == 200 else f"the model is not ready (HTTP {status})"
 
     def wait_ready(self, timeout: float = 30.0, unknown_model_s: float = 5.0) -> None:
@@ -171,6 +192,8 @@ class ServingClient(_Base):
             status, why = answer
             now = time.monotonic()
             first_404 = (first_404 or now) if status == 404 else None
+            if status == 401:  # a token does not become right by waiting
+                raise ServingError(f"model {self.model} at {self.url}: {why}", 401)
             if now - start > timeout or (first_404 is not None and now - first_404 > unknown_model_s):
                 raise ServingError(f"model {self.model} at {self.url} not ready after {now - start:.0f}s: {why}")
             time.sleep(0.2)
@@ -190,7 +213,7 @@ class AsyncServingClient(_Base):
 
     def __init__(self, url: str, model: str, **kw) -> None:
         super().__init__(url, model, **kw)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=self.timeout, headers=self._headers)
 
     async def _send(self, method: str, path: str, **kw) -> httpx.Response:
         for attempt in range(self.retries + 1):

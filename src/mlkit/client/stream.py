@@ -71,6 +71,8 @@ class StreamConfig:
     score_threshold: float | None = None
     timeout: float = 30.0
     retries: int = 2
+    # the server's bearer token (--auth-token-file); out of the repr and of summary.json, which are not secret
+    token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.endpoint.startswith(("http://", "https://")):
@@ -323,18 +325,24 @@ class Streamer:
 # --- entry points ------------------------------------------------------------------------------------------
 
 def check_endpoint(config: StreamConfig) -> None:
-    """Fail early and clearly when the server is unreachable or does not serve the model."""
+    """Fail early and clearly when the server is unreachable, refuses the token or does not serve the model."""
     import httpx
+
+    from mlkit.client.http import auth_headers
 
     path = f"/v1/models/{config.model}" if config.protocol == "v1" else f"/v2/models/{config.model}/ready"
     url = config.endpoint.rstrip("/") + path
     try:
-        r = httpx.get(url, timeout=min(config.timeout, 10.0))
+        r = httpx.get(url, headers=auth_headers(config.token), timeout=min(config.timeout, 10.0))
     except httpx.HTTPError as exc:
         raise MlkitError(f"cannot reach the model server at {config.endpoint} ({type(exc).__name__}: {exc}); "
                          f"is it running? (mlkit serve --model-dir ...)") from None
     if r.status_code == 404:
         raise MlkitError(f"the server at {config.endpoint} does not serve a model named {config.model!r}")
+    if r.status_code == 401:
+        raise MlkitError(f"the server at {config.endpoint} " + (
+            "refused the token: it is not the one in the server's --auth-token-file" if config.token else
+            "requires a bearer token: pass --auth-token-file FILE (the file the server was started with)"))
     if r.status_code != 200:
         raise MlkitError(f"model {config.model!r} at {config.endpoint} is not ready (HTTP {r.status_code})")
 
@@ -354,7 +362,7 @@ async def stream_async(source: VideoSource, config: StreamConfig, *, output_dir:
     if predictor is None:
         client = predictor = AsyncServingClient(config.endpoint, config.model, protocol=config.protocol,
                                                 encoding=config.encoding, timeout=config.timeout,
-                                                retries=config.retries)
+                                                retries=config.retries, token=config.token)
     writer = ResultWriter(out / RESULTS_FILE, class_names) if out is not None else None
     info = source.open()
     video = AnnotatedVideo(out / VIDEO_FILE, info.fps or 10.0, class_names) if annotate else None
@@ -373,7 +381,8 @@ async def stream_async(source: VideoSource, config: StreamConfig, *, output_dir:
     if out is not None:
         from mlkit.data.atomic import atomic_write_text
 
-        summary = {"config": dataclasses.asdict(config), "source": dataclasses.asdict(info), **result.to_dict()}
+        settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "token"}
+        summary = {"config": settings, "source": dataclasses.asdict(info), **result.to_dict()}
         result.summary_path = atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     if result.error is not None:
         written = f"; {writer.lines} results in frame order are in {writer.path}" if writer is not None else ""

@@ -66,9 +66,12 @@ def _class_names(text: str | None) -> tuple[str, ...]:
 @click.option("--interval", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True,
               help="Seconds between stats lines (a progress bar for files).")
 @click.option("--no-progress", is_flag=True, help="Stats lines instead of a progress bar for files.")
+@click.option("--auth-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File holding the server's bearer token (a server started with --auth-token-file).")
 @friendly
 def stream(source, endpoint, model, mode, batch_size, max_in_flight, protocol, encoding, output_dir, annotate, realtime,
-           score_threshold, class_names, queue_size, reconnect, open_timeout, timeout, interval, no_progress) -> None:
+           score_threshold, class_names, queue_size, reconnect, open_timeout, timeout, interval, no_progress,
+           auth_token_file) -> None:
     """Stream a video through the model server and report honest figures.
 
     End-to-end FPS counts frames whose results came back (overall and over a sliding window); latency runs
@@ -81,13 +84,14 @@ def stream(source, endpoint, model, mode, batch_size, max_in_flight, protocol, e
     """
     from mlkit.client.stream import StreamConfig, StreamError, check_endpoint, queue_size_for, run_stream
     from mlkit.client.video import open_source
+    from mlkit.serving.auth import read_token_file
 
     if annotate and output_dir is None:
         raise click.UsageError("--annotate needs --output DIR")
     config = StreamConfig(endpoint=endpoint, model=model, mode=mode, batch_size=batch_size,
                           max_in_flight=max_in_flight, protocol=protocol, encoding=encoding,
-                          score_threshold=score_threshold,
-                          timeout=timeout)
+                          score_threshold=score_threshold, timeout=timeout,
+                          token=None if auth_token_file is None else read_token_file(auth_token_file))
     names = _class_names(class_names)
     check_endpoint(config)  # before opening the source: a URL may take --open-timeout to fail
     src = open_source(source, realtime=realtime, queue_size=queue_size or queue_size_for(config),

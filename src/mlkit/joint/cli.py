@@ -68,6 +68,8 @@ spec:
         - {key: upload_max_shape, value: "352,448"}   # the big model's input (HEIGHT,WIDTH)
         - {key: upload_batch, value: "8"}             # hard frames arriving within upload_wait_ms share a request:
         - {key: upload_wait_ms, value: "80"}          # less edge CPU per frame, cloud answers up to 80 ms later
+        # A cloud server started with --auth-token-file: the file holding the same token.
+        # - {key: auth_token_file, value: /etc/mlkit/auth/token}
 """
 
 

@@ -52,6 +52,9 @@ class CloudConfig:
     # Shrink and encode hard frames in a thread of their own (None: only when this process may use more than one
     # CPU; on one core that thread would take the same CPU and add hand-offs).
     encode_in_thread: bool | None = None
+    # The cloud server's bearer token (a server started with --auth-token-file): sent as 'Authorization: Bearer'.
+    # Out of the repr, which logs and error messages may show.
+    token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.endpoint.startswith(("http://", "https://")):
@@ -74,6 +77,9 @@ class CloudConfig:
             raise MlkitError(f"encode_in_thread must be true, false or unset, got {self.encode_in_thread!r}")
         if self.upload_max_hw is not None and (len(self.upload_max_hw) != 2 or min(self.upload_max_hw) < 1):
             raise MlkitError(f"upload size must be two positive integers (height, width), got {self.upload_max_hw}")
+        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
+            raise MlkitError("the cloud token must be a non-empty string without spaces (the content of the "
+                             "cloud server's --auth-token-file)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,9 +196,12 @@ class CloudClient:
     async def _open(self) -> None:
         import aiohttp
 
+        from mlkit.client.http import auth_headers
+
         connector = aiohttp.TCPConnector(limit=self.config.max_in_flight)
         self._http = aiohttp.ClientSession(self.config.endpoint.rstrip("/") + "/", connector=connector,
-                                           timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+                                           timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                                           headers=auth_headers(self.config.token))
 
     @property
     def in_flight(self) -> int:
@@ -330,7 +339,7 @@ class CloudClient:
         except aiohttp.ClientError as exc:
             return [_Reply(None, "connection", f"{type(exc).__name__}: {exc}")] * len(jpegs)
         if status >= 400:
-            text = body[:200].decode(errors="replace")
+            text = body[:300].decode(errors="replace")  # 401's reason says how to pass the token: keep it whole
             return [_Reply(None, "http_5xx" if status >= 500 else "http_4xx", f"{status}: {text}")] * len(jpegs)
         try:
             return [_Reply(d) for d in self._parse(json.loads(body), len(jpegs))]

@@ -29,6 +29,13 @@ def _path(value: str | None) -> Path | None:
     return None if not value else Path(value)
 
 
+def _token(path: str | None) -> str | None:
+    """The cloud's bearer token from its file: read before the run, so a missing file stops it at once."""
+    from mlkit.serving.auth import read_token_file
+
+    return None if not path else read_token_file(path)
+
+
 def run_service(service: JointInferenceService, *, echo: Callable[[str], None] = print,
                 progress: bool = True) -> RunSummary:
     """Run until the source ends (or ``max_frames``); returns the final statistics.
@@ -63,7 +70,8 @@ def run_service(service: JointInferenceService, *, echo: Callable[[str], None] =
         cloud_p["endpoint"], service.spec.cloudWorker.model.name, protocol=cloud_p["protocol"],
         timeout_s=cloud_p["timeout_ms"] / 1000, max_in_flight=cloud_p["max_in_flight"],
         upload_max_hw=cloud_p["upload_max_shape"], upload_batch=cloud_p["upload_batch"],
-        upload_wait_ms=cloud_p["upload_wait_ms"], score_threshold=edge_p["score_threshold"])
+        upload_wait_ms=cloud_p["upload_wait_ms"], score_threshold=edge_p["score_threshold"],
+        token=_token(cloud_p["auth_token_file"]))
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(edge_p["video_url"], realtime=edge_p["realtime"]))
         writer = stack.enter_context(OutputWriter(outputs, edge.meta.class_names))

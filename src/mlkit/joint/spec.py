@@ -23,6 +23,7 @@
           parameters:
             - {key: endpoint, value: "http://127.0.0.1:8080"}
             - {key: timeout_ms, value: "2000"}
+            - {key: auth_token_file, value: /etc/mlkit/auth/token}   # only for a server that requires a token
 
 Parameter values are strings, as in Kubernetes; each known key has a type and is converted and checked
 here. Unknown fields and keys are refused with the list of known ones. ``nodeName`` and the
@@ -75,6 +76,8 @@ CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "upload_batch": (int, 1, "hard frames per request: above 1, frames arriving within upload_wait_ms share one "
                              "request (less edge CPU per frame, later cloud answers)"),
     "upload_wait_ms": (float, 50.0, "with upload_batch > 1: how long the first hard frame waits for others"),
+    "auth_token_file": (str, None, "file holding the cloud server's bearer token (a server started with "
+                                   "--auth-token-file); a Kubernetes Secret mounted as a file, typically"),
 }
 
 

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from mlkit.errors import MlkitError
+from mlkit.serving.auth import TOKEN_FILE_ENV, token_file_option
 from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB, DEFAULT_MODEL_CONTROL, MODEL_CONTROL_MODES
 
 
@@ -34,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "reload); none: serve what the repository holds at start; explicit: the same, and clients "
                         "may load and unload models (POST /v2/repository/models/NAME/load|unload), which the "
                         "other modes refuse with 403.")
+    p.add_argument("--auth-token-file", default=None, metavar="PATH",
+                   help=f"File holding a bearer token: every route but health, readiness and /metrics then needs "
+                        f"'Authorization: Bearer <token>' (gRPC: metadata 'authorization'), else 401. "
+                        f"[default: ${TOKEN_FILE_ENV}, else no authentication]")
     p.add_argument("--poll-seconds", type=float, default=2.0,
                    help="How often to look for new model versions (--model-control poll).")
     p.add_argument("--no-watch", action="store_true", help="Do not hot-reload new versions (as --model-control none).")
@@ -59,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                    num_threads=args.threads, instances=args.instances, max_payload_mb=args.max_payload_mb,
                    poll_seconds=args.poll_seconds, watch=not args.no_watch, model_control=args.model_control,
                    response_delay_ms=args.response_delay_ms, graph_config=args.graph_config,
-                   graph_step=args.graph_step, access_log=args.access_log)
+                   graph_step=args.graph_step, access_log=args.access_log,
+                   auth_token_file=token_file_option(args.auth_token_file))
     except MlkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ class ServerState:
     http_port: int
     grpc_port: int
     started: float
+    auth_token_file: str | None = None  # the file, never the token (state files are not secret)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -117,19 +118,24 @@ def _port_free(host: str, port: int) -> bool:
 
 def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: int = 0, host: str = "127.0.0.1",
           max_batch_size: int = 1, max_latency_ms: float = 5.0, threads: int = 1, timeout: float = 60.0,
-          replace: bool = False, instances: int = 1, model_control: str = "poll") -> ServerState:
+          replace: bool = False, instances: int = 1, model_control: str = "poll",
+          auth_token_file: str | Path | None = None) -> ServerState:
     """Start a detached server for ``model_dir`` and return its state once it is ready.
 
     ``http_port``/``grpc_port`` 0 pick free ports; a requested port that is busy is replaced by a free one
     (logged), so the caller must use the returned ``url``. A live server of the same name is an error
-    unless ``replace=True`` (it is stopped first); a stale state (dead pid) is cleaned up. ``model_control``:
-    see ``mlkit.serving.server.build_server``.
+    unless ``replace=True`` (it is stopped first); a stale state (dead pid) is cleaned up. ``model_control``
+    and ``auth_token_file``: see ``mlkit.serving.server.build_server``.
     """
+    from mlkit.serving.auth import read_token_file
     from mlkit.serving.server import entrypoint_command, free_port
 
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
         raise MlkitError(f"model folder {model_dir} does not exist (expected <name>/<version>/model.tflite)")
+    if auth_token_file is not None:
+        auth_token_file = Path(auth_token_file).resolve()  # the server runs detached: no relative paths
+        read_token_file(auth_token_file)  # a missing or empty file fails here, not in the detached server's log
     previous = get(name)
     if previous is not None:
         if previous.alive and not replace:
@@ -149,7 +155,8 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / f"{name}.log"
     cmd = entrypoint_command(host, http_port, grpc_port, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
-                             threads=threads, instances=instances, model_control=model_control) + [
+                             threads=threads, instances=instances, model_control=model_control,
+                             auth_token_file=auth_token_file) + [
         "--model-dir", str(model_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as logf:
@@ -160,7 +167,8 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
         url_host = "127.0.0.1"
     state = ServerState(name=name, pid=proc.pid, url=f"http://{url_host}:{http_port}",
                         grpc_url=f"{url_host}:{grpc_port}", model_dir=str(model_dir), log=str(log_path), host=host,
-                        http_port=http_port, grpc_port=grpc_port, started=time.time())
+                        http_port=http_port, grpc_port=grpc_port, started=time.time(),
+                        auth_token_file=None if auth_token_file is None else str(auth_token_file))
     # Recorded before the wait, so `mlkit serve stop NAME` can end a server that hangs while loading.
     atomic_write_text(_state_path(name), json.dumps(state.to_dict(), indent=2))
     try:

@@ -13,6 +13,11 @@ InferenceService exposes HTTP (``http1`` 8080: v1 + v2 REST, /metrics) only. Wit
 ``deployment_mode="RawDeployment"`` (plain Deployment + Service) the container also exposes v2 gRPC on 8081
 (named ``h2c``). The server listens on both in any case.
 
+Authentication. ``auth_secret=NAME`` mounts the Kubernetes Secret ``NAME`` (its key ``token``) read-only at
+``AUTH_TOKEN_FILE`` and starts the server with ``--auth-token-file`` there: every route but health, readiness
+and /metrics then needs ``Authorization: Bearer <token>``. Create the Secret first, e.g.
+``kubectl create secret generic NAME --from-file=token=./token.txt``.
+
 ``deploy`` / ``wait_ready`` / ``delete`` need a kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``) or an
 in-cluster service account; without one they raise ``MlkitError`` before touching the network.
 """
@@ -35,6 +40,10 @@ MODEL_FORMAT_VERSION = "2"
 MODEL_DIR = "/mnt/models"
 HTTP_PORT, GRPC_PORT = 8080, 8081
 DEPLOYMENT_MODES = ("Serverless", "RawDeployment")
+AUTH_SECRET_KEY = "token"  # the Secret's key that holds the token
+AUTH_MOUNT = "/etc/mlkit/auth"
+AUTH_TOKEN_FILE = f"{AUTH_MOUNT}/{AUTH_SECRET_KEY}"
+_AUTH_VOLUME = "mlkit-auth-token"
 _DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 _NO_KUBECONFIG = ("no kubeconfig found: set KUBECONFIG or ~/.kube/config (e.g. `kubectl config view` works), "
                   "or run inside a cluster with a service account; `mlkit serve manifest` prints the YAML "
@@ -100,6 +109,29 @@ def _resources(cpu: str, memory: str):
     return V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu, "memory": memory})
 
 
+def _check_secret_name(name: str) -> None:
+    import re
+
+    # a Secret's name is a DNS-1123 subdomain
+    if len(name or "") > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*",
+                                                  name or ""):
+        raise MlkitError(f"auth secret name {name!r} is not a valid Kubernetes Secret name: lower-case letters, "
+                         "digits, '-' and '.', starting and ending with a letter or digit")
+
+
+def _auth_volume(secret: str | None) -> tuple[list | None, list | None]:
+    """(pod volumes, container mounts) putting Secret ``secret``'s token at ``AUTH_TOKEN_FILE``; Nones without one."""
+    if secret is None:
+        return None, None
+    from kubernetes.client import V1KeyToPath, V1SecretVolumeSource, V1Volume, V1VolumeMount
+
+    _check_secret_name(secret)
+    # items: a Secret without the key fails the pod's start with an event naming it, not the server's
+    volume = V1Volume(name=_AUTH_VOLUME, secret=V1SecretVolumeSource(
+        secret_name=secret, items=[V1KeyToPath(key=AUTH_SECRET_KEY, path=AUTH_SECRET_KEY)]))
+    return [volume], [V1VolumeMount(name=_AUTH_VOLUME, mount_path=AUTH_MOUNT, read_only=True)]
+
+
 def _ports(grpc: bool) -> list:
     from kubernetes.client import V1ContainerPort
 
@@ -110,7 +142,7 @@ def _ports(grpc: bool) -> list:
 
 
 def server_args(threads: int = 1, max_batch_size: int | None = None, max_latency_ms: float | None = None,
-                instances: int = 1) -> list[str]:
+                instances: int = 1, auth: bool = False) -> list[str]:
     """Arguments of ``python -m mlkit.serving`` in a pod (model dir /mnt/models, bind 0.0.0.0)."""
     args = ["--model-dir", MODEL_DIR, "--host", "0.0.0.0", "--http-port", str(HTTP_PORT),
             "--grpc-port", str(GRPC_PORT), "--threads", str(threads)]
@@ -120,18 +152,21 @@ def server_args(threads: int = 1, max_batch_size: int | None = None, max_latency
         args += ["--max-batch-size", str(max_batch_size)]
     if max_latency_ms is not None:
         args += ["--max-latency-ms", f"{max_latency_ms:g}"]
+    if auth:
+        args += ["--auth-token-file", AUTH_TOKEN_FILE]
     return args
 
 
 def inference_service(name: str, storage_uri: str, image: str = DEFAULT_IMAGE, namespace: str = DEFAULT_NAMESPACE,
                       cpu: str = "1", memory: str = "1Gi", max_batch_size: int | None = None,
                       max_latency_ms: int | None = None, threads: int = 1, min_replicas: int = 1, instances: int = 1,
-                      deployment_mode: str = "Serverless"):
+                      deployment_mode: str = "Serverless", auth_secret: str | None = None):
     """An InferenceService whose predictor is the serving image as a custom container.
 
     ``max_batch_size`` / ``max_latency_ms``: when either is given, KServe's batcher sidecar merges v1 requests
     (``spec.predictor.batcher``) and the server's own dynamic batcher gets the same limits (v2 and gRPC).
     ``deployment_mode="RawDeployment"`` adds the gRPC port (Knative allows one port, see the module doc).
+    ``auth_secret``: a Secret whose key ``token`` the server then requires (see the module doc).
     """
     import kserve
     from kubernetes.client import V1Container, V1EnvVar, V1ObjectMeta
@@ -149,37 +184,46 @@ def inference_service(name: str, storage_uri: str, image: str = DEFAULT_IMAGE, n
     if max_batch_size is not None or max_latency_ms is not None:
         batcher = kserve.V1beta1Batcher(max_batch_size=max_batch_size,
                                         max_latency=None if max_latency_ms is None else int(max_latency_ms))
+    volumes, mounts = _auth_volume(auth_secret)
     container = V1Container(
-        name="kserve-container", image=image, args=server_args(threads, max_batch_size, max_latency_ms, instances),
+        name="kserve-container", image=image,
+        args=server_args(threads, max_batch_size, max_latency_ms, instances, auth=auth_secret is not None),
         env=[V1EnvVar(name="STORAGE_URI", value=storage_uri)], ports=_ports(deployment_mode == "RawDeployment"),
-        resources=_resources(cpu, memory))
+        resources=_resources(cpu, memory), volume_mounts=mounts)
     annotations = {_DEPLOYMENT_MODE_ANNOTATION: deployment_mode} if deployment_mode != "Serverless" else None
     return kserve.V1beta1InferenceService(
         api_version="serving.kserve.io/v1beta1", kind="InferenceService",
         metadata=V1ObjectMeta(name=name, namespace=namespace, annotations=annotations,
                               labels={"app.kubernetes.io/managed-by": "mlkit"}),
         spec=kserve.V1beta1InferenceServiceSpec(predictor=kserve.V1beta1PredictorSpec(
-            min_replicas=min_replicas, batcher=batcher, containers=[container])))
+            min_replicas=min_replicas, batcher=batcher, containers=[container], volumes=volumes)))
 
 
 def serving_runtime(name: str = DEFAULT_RUNTIME, image: str = DEFAULT_IMAGE, cluster: bool = False,
-                    namespace: str = DEFAULT_NAMESPACE, cpu: str = "1", memory: str = "1Gi"):
-    """A ServingRuntime (``cluster=True``: ClusterServingRuntime) serving ``modelFormat: tflite`` models."""
+                    namespace: str = DEFAULT_NAMESPACE, cpu: str = "1", memory: str = "1Gi",
+                    auth_secret: str | None = None):
+    """A ServingRuntime (``cluster=True``: ClusterServingRuntime) serving ``modelFormat: tflite`` models.
+
+    ``auth_secret``: every model served by this runtime requires the Secret's token (see the module doc); a
+    ClusterServingRuntime's Secret must exist in each namespace that uses it.
+    """
     import kserve
     from kubernetes.client import V1Container, V1ObjectMeta
 
     _check_name("ServingRuntime", name)
     _check_namespace(namespace)
     _check_image(image)
+    volumes, mounts = _auth_volume(auth_secret)
+    auth = ["--auth-token-file", AUTH_TOKEN_FILE] if auth_secret is not None else []
     container = V1Container(
         name="kserve-container", image=image, command=["python", "-m", "mlkit.serving"],
         args=["--model-dir", MODEL_DIR, "--host", "0.0.0.0", "--http-port", str(HTTP_PORT),
-              "--grpc-port", str(GRPC_PORT)],
-        ports=_ports(False), resources=_resources(cpu, memory))
+              "--grpc-port", str(GRPC_PORT), *auth],
+        ports=_ports(False), resources=_resources(cpu, memory), volume_mounts=mounts)
     spec = kserve.V1alpha1ServingRuntimeSpec(
         supported_model_formats=[kserve.V1alpha1SupportedModelFormat(
             name=MODEL_FORMAT, version=MODEL_FORMAT_VERSION, auto_select=True)],
-        protocol_versions=["v1", "v2", "grpc-v2"], containers=[container],
+        protocol_versions=["v1", "v2", "grpc-v2"], containers=[container], volumes=volumes,
         annotations={"prometheus.kserve.io/port": str(HTTP_PORT), "prometheus.kserve.io/path": "/metrics"})
     if cluster:
         return kserve.V1alpha1ClusterServingRuntime(

@@ -32,6 +32,11 @@ _MODEL_CONTROL = click.option("--model-control", type=click.Choice(["none", "pol
                                    "(hot reload); none: serve what the folder holds at start; explicit: the same, "
                                    "and clients may load and unload models through the v2 repository API, which "
                                    "the other modes refuse (403).")
+# the server's bearer token (the manifests take a Kubernetes Secret instead: --auth-secret)
+_AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                                help="File holding a bearer token: every route but health, readiness and /metrics "
+                                     "then needs 'Authorization: Bearer <token>' (gRPC: metadata 'authorization'), "
+                                     "else 401.  [default: $MLKIT_AUTH_TOKEN_FILE, else no authentication]")
 
 
 @click.group("serve", invoke_without_command=True)
@@ -51,6 +56,7 @@ _MODEL_CONTROL = click.option("--model-control", type=click.Choice(["none", "pol
 @click.option("--max-payload-mb", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
               help="Largest request body; bigger ones get 400.")
 @_MODEL_CONTROL
+@_AUTH_TOKEN_FILE
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="How often to look for new model versions (--model-control poll).")
 @click.option("--graph-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -61,7 +67,7 @@ _MODEL_CONTROL = click.option("--model-control", type=click.Choice(["none", "pol
 @click.pass_context
 @friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
-          max_payload_mb, model_control, poll_seconds, graph_config, access_log) -> None:
+          max_payload_mb, model_control, auth_token_file, poll_seconds, graph_config, access_log) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
@@ -78,12 +84,13 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
     for port, option in ((http_port, "--port"), (grpc_port, "--grpc-port")):
         _check_bindable(host, port, option)
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
+    from mlkit.serving.auth import token_file_option
     from mlkit.serving.server import run_server
 
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
                max_latency_ms=max_latency_ms, num_threads=threads, instances=instances, max_payload_mb=max_payload_mb,
                poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log,
-               model_control=model_control)
+               model_control=model_control, auth_token_file=token_file_option(auth_token_file))
 
 
 def _check_bindable(host: str, port: int, option: str) -> None:
@@ -124,20 +131,23 @@ def _check_bindable(host: str, port: int, option: str) -> None:
 @_THREADS
 @_INSTANCES
 @_MODEL_CONTROL
+@_AUTH_TOKEN_FILE
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds to wait for the server to be ready.")
 @click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")
 @friendly
 def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
-              model_control, timeout, replace) -> None:
+              model_control, auth_token_file, timeout, replace) -> None:
     """Start a detached server NAME (default: "default") that keeps running after this command."""
     from mlkit.serving import lifecycle
+    from mlkit.serving.auth import token_file_option
 
     state = lifecycle.start(name, model_dir, http_port=http_port, grpc_port=grpc_port, host=host,
                             max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, threads=threads,
-                            instances=instances, model_control=model_control, timeout=timeout, replace=replace)
+                            instances=instances, model_control=model_control,
+                            auth_token_file=token_file_option(auth_token_file), timeout=timeout, replace=replace)
     click.echo(f"server {name!r} ready at {state.url} (gRPC {state.grpc_url}, pid {state.pid}, log {state.log})")
-    models = _served_models(state.url)
+    models = _served_models(state.url, state.auth_token_file)
     if models == []:
         click.echo(f"warning: it serves no model yet: {model_dir} has no loadable <name>/<version>/ folder; versions "
                    f"added there are loaded within seconds (see the log)", err=True)
@@ -146,12 +156,15 @@ def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_l
     click.echo(f"stop it with: mlkit serve stop {name}")
 
 
-def _served_models(url: str) -> list[str] | None:
+def _served_models(url: str, auth_token_file: str | None = None) -> list[str] | None:
     """The model names the server lists, or None if it cannot be asked."""
     import httpx
 
+    from mlkit.serving.auth import bearer, read_token_file
+
+    headers = {"Authorization": bearer(read_token_file(auth_token_file))} if auth_token_file else {}
     try:
-        return list(httpx.get(f"{url}/v2/models", timeout=5).json()["models"])
+        return list(httpx.get(f"{url}/v2/models", headers=headers, timeout=5).json()["models"])
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
 
@@ -216,6 +229,10 @@ def _isvc_options(fn):
         click.option("--runtime", is_flag=True,
                      help="ServingRuntime + a modelFormat: tflite InferenceService instead of a custom container."),
         click.option("--cluster-runtime", is_flag=True, help="With --runtime: a ClusterServingRuntime."),
+        click.option("--auth-secret", default=None, metavar="NAME",
+                     help="Require a bearer token: mount Kubernetes Secret NAME (key 'token') and start the server "
+                          "with --auth-token-file on it. Create it first: kubectl create secret generic NAME "
+                          "--from-file=token=FILE."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -223,7 +240,7 @@ def _isvc_options(fn):
 
 
 def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms, threads, instances, cpu, memory,
-             min_replicas, raw, runtime, cluster_runtime) -> list:
+             min_replicas, raw, runtime, cluster_runtime, auth_secret) -> list:
     from mlkit.serving import manifests
 
     image = image or manifests.DEFAULT_IMAGE
@@ -232,7 +249,7 @@ def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms
             raise MlkitError("--max-batch-size, --max-latency-ms and --raw apply to the custom-container form; "
                              "drop --runtime to use them")
         return [manifests.serving_runtime(manifests.DEFAULT_RUNTIME, image, cluster=cluster_runtime,
-                                          namespace=namespace, cpu=cpu, memory=memory),
+                                          namespace=namespace, cpu=cpu, memory=memory, auth_secret=auth_secret),
                 manifests.tflite_inference_service(name, storage_uri, manifests.DEFAULT_RUNTIME, namespace=namespace,
                                                    min_replicas=min_replicas)]
     if cluster_runtime:
@@ -240,7 +257,8 @@ def _objects(name, storage_uri, namespace, image, max_batch_size, max_latency_ms
     return [manifests.inference_service(name, storage_uri, image=image, namespace=namespace, cpu=cpu, memory=memory,
                                         max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
                                         threads=threads, instances=instances, min_replicas=min_replicas,
-                                        deployment_mode="RawDeployment" if raw else "Serverless")]
+                                        deployment_mode="RawDeployment" if raw else "Serverless",
+                                        auth_secret=auth_secret)]
 
 
 @serve.command("manifest")

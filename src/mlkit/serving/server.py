@@ -17,6 +17,8 @@ What this adds to ``kserve.ModelServer`` (0.21), and why:
 - **Versions.** A version in a REST path, a ``?model_version=`` query (KServe answers 501 to it) or gRPC's
   ``version``/``model_version`` fields resolves to ``<name>@<version>``; a malformed one is a 400, an unknown
   one a 404 naming the versions there are.
+- **Authentication** (``auth_token_file``): a bearer token on every route but health, readiness and
+  /metrics, REST and gRPC alike (``mlkit.serving.auth``).
 - A repository without a ready model still starts (KServe would refuse), so models can arrive later.
 """
 
@@ -170,7 +172,8 @@ def _add_client_error_handlers(app) -> None:
         app.add_exception_handler(exc_type, handler_for(status))
 
 
-def _install_routes(app, dataplane, extension, max_payload_bytes: int, response_delay_ms: float = 0.0) -> None:
+def _install_routes(app, dataplane, extension, max_payload_bytes: int, response_delay_ms: float = 0.0,
+                    auth_token: str | None = None) -> None:
     """v2 infer/ready/metadata/load routes that run before KServe's own (first registered route wins)."""
     import orjson
     from cloudevents.sdk.converters.util import has_binary_headers
@@ -267,6 +270,10 @@ def _install_routes(app, dataplane, extension, max_payload_bytes: int, response_
         from mlkit.serving.faults import ResponseDelay
 
         app.add_middleware(ResponseDelay, delay_ms=response_delay_ms)
+    if auth_token is not None:  # added last, so outermost: a request without the token is not even read
+        from mlkit.serving.auth import BearerAuth
+
+        app.add_middleware(BearerAuth, token=auth_token)
 
 
 def _quiet_access_log() -> None:
@@ -371,9 +378,18 @@ def _make_server_class():
     class HostGRPCServer(GRPCServer):
         """KServe's gRPC server, bound to ``host`` instead of ``[::]``."""
 
-        def __init__(self, host: str, *args, **kw) -> None:
+        def __init__(self, host: str, *args, auth_token: str | None = None, **kw) -> None:
             super().__init__(*args, **kw)
             self._host = host
+            self._auth_token = auth_token
+
+        def _interceptors(self) -> tuple:
+            interceptors = (LoggingInterceptor(), ClientErrorInterceptor())
+            if self._auth_token is None:
+                return interceptors
+            from mlkit.serving.auth import make_grpc_interceptor
+
+            return (make_grpc_interceptor(self._auth_token), *interceptors)  # first: a refused call runs nothing
 
         async def start(self, max_workers):
             from concurrent import futures
@@ -383,7 +399,7 @@ def _make_server_class():
             servicer = _make_servicer_class()(self._data_plane, self._model_repository_extension)
             self._server = aio.server(
                 futures.ThreadPoolExecutor(max_workers=max_workers),
-                interceptors=(LoggingInterceptor(), ClientErrorInterceptor()),
+                interceptors=self._interceptors(),
                 options=[("grpc.max_send_message_length", self._kwargs["grpc_max_send_message_length"]),
                          ("grpc.max_receive_message_length", self._kwargs["grpc_max_receive_message_length"])])
             grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
@@ -417,7 +433,7 @@ def _make_server_class():
 
         def __init__(self, repository, *, host: str = "127.0.0.1", max_payload_bytes: int,
                      model_control: str = DEFAULT_MODEL_CONTROL, response_delay_ms: float = 0.0,
-                     access_log: bool = False, **kw) -> None:
+                     access_log: bool = False, auth_token: str | None = None, **kw) -> None:
             super().__init__(registered_models=repository, **kw)
             self.host = host
             self.repository = repository
@@ -428,6 +444,7 @@ def _make_server_class():
             self.model_repository_extension = _make_extension_class()(repository, model_control)
             self.response_delay_ms = response_delay_ms
             self.access_log = access_log
+            self.auth_token = auth_token
             self.dataplane = _make_dataplane_class()(model_registry=repository)
             _enable_mlkit_loggers()
 
@@ -440,7 +457,7 @@ def _make_server_class():
             if not ready:
                 log.warning("no model is ready under %s; serving anyway (load models later)", self.repository.root)
             _install_routes(kms.app, self.dataplane, self.model_repository_extension, self.max_payload_bytes,
-                            self.response_delay_ms)
+                            self.response_delay_ms, self.auth_token)
             rest_class = MlkitRESTServer if self.access_log else QuietRESTServer
             self._rest_server = rest_class(kms.FASTAPI_APP_IMPORT_STRING, self.dataplane,
                                            self.model_repository_extension, self.http_port,
@@ -455,12 +472,13 @@ def _make_server_class():
                           "grpc_max_receive_message_length": self.max_payload_bytes}
                 self._grpc_server = HostGRPCServer(self.host, self.grpc_port, self.dataplane,
                                                    self.model_repository_extension, kwargs=kwargs,
-                                                   grace_period=self.grace_period)
+                                                   grace_period=self.grace_period, auth_token=self.auth_token)
                 self.servers.append(self._grpc_server.start(self.max_threads))
             if self.watch:
                 self.servers.append(self.repository.watch())
-            log.info("mlkit model server on http://%s:%d (gRPC %s:%d), model control %s, models: %s", self.host,
-                     self.http_port, self.host, self.grpc_port, self.model_control, ready)
+            log.info("mlkit model server on http://%s:%d (gRPC %s:%d), model control %s, auth %s, models: %s",
+                     self.host, self.http_port, self.host, self.grpc_port, self.model_control,
+                     "bearer token" if self.auth_token else "off", ready)
             self.setup_event_loop()
             self.register_signal_handler()
             asyncio.run(self._serve())
@@ -479,7 +497,7 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
                  max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB, poll_seconds: float = 2.0,
                  watch: bool = True, enable_grpc: bool = True, response_delay_ms: float = 0.0,
                  graph_config: str | Path | None = None, graph_step: str | None = None, access_log: bool = False,
-                 model_control: str = DEFAULT_MODEL_CONTROL):
+                 model_control: str = DEFAULT_MODEL_CONTROL, auth_token_file: str | Path | None = None):
     """Load every model under ``model_dir`` and return a ready-to-``start()`` server (not started).
 
     ``model_control`` (one of ``MODEL_CONTROL_MODES``, as Triton's): ``poll`` watches the folder for new
@@ -490,7 +508,10 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
     ``graph_config``: a pipeline config (``mlkit.serving.graph``) whose models and pipelines are served too
     (``model_dir`` may then be None); ``graph_step`` (``PIPELINE/NODE``): serve only that node, as one step
     of a KServe InferenceGraph. ``access_log``: log a line per request (off by default; see /metrics).
+    ``auth_token_file``: a file holding a bearer token that every route but health, readiness and /metrics then
+    requires (``mlkit.serving.auth``).
     """
+    from mlkit.serving.auth import read_token_file
     from mlkit.serving.repository import TFLiteModelRepository
 
     if graph_step is not None:
@@ -509,6 +530,7 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
     if response_delay_ms < 0:
         raise MlkitError(f"response_delay_ms must be >= 0, got {response_delay_ms}")
     check_model_control(model_control)
+    auth_token = None if auth_token_file is None else read_token_file(auth_token_file)
     if not watch and model_control == "poll":
         model_control = "none"
     repository = TFLiteModelRepository(model_dir, num_threads=num_threads, max_batch_size=max_batch_size,
@@ -516,7 +538,8 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
     server = _make_server_class()(repository, host=host, max_payload_bytes=int(max_payload_mb * 1024 * 1024),
                                   model_control=model_control, http_port=http_port, grpc_port=grpc_port,
                                   enable_grpc=enable_grpc, grace_period=2, enable_latency_logging=False,
-                                  response_delay_ms=response_delay_ms, access_log=access_log)
+                                  response_delay_ms=response_delay_ms, access_log=access_log,
+                                  auth_token=auth_token)
     repository.load_models()
     if graph_config is not None:
         from mlkit.serving.graph.serving import attach_graph
@@ -564,13 +587,15 @@ class BackgroundServer:
 
 
 def entrypoint_command(host: str, http_port: int, grpc_port: int, *, max_batch_size: int, max_latency_ms: float,
-                       threads: int, instances: int, model_control: str = DEFAULT_MODEL_CONTROL) -> list[str]:
+                       threads: int, instances: int, model_control: str = DEFAULT_MODEL_CONTROL,
+                       auth_token_file: str | Path | None = None) -> list[str]:
     """``python -m mlkit.serving`` with the options every local launcher passes (add the model folder etc.)."""
     check_model_control(model_control)
+    auth = ["--auth-token-file", str(Path(auth_token_file).resolve())] if auth_token_file is not None else []
     return [sys.executable, "-m", "mlkit.serving", "--host", host, "--http-port", str(http_port),
             "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
             "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances),
-            "--model-control", model_control]
+            "--model-control", model_control, *auth]
 
 
 def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
@@ -580,7 +605,8 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
                             response_delay_ms: float = 0.0,
                             graph_config: str | Path | None = None,
                             cpus: set[int] | None = None, access_log: bool = False,
-                            model_control: str = DEFAULT_MODEL_CONTROL) -> BackgroundServer:
+                            model_control: str = DEFAULT_MODEL_CONTROL,
+                            auth_token_file: str | Path | None = None) -> BackgroundServer:
     """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers.
 
     ``cpus`` pins the server (every thread it will start) to those CPU numbers, Linux only: benchmarks use it to
@@ -592,7 +618,7 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
     log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="mlkit-serve-", suffix=".log")[1])
     cmd = entrypoint_command("127.0.0.1", http_port, grpc_port, max_batch_size=max_batch_size,
                              max_latency_ms=max_latency_ms, threads=num_threads, instances=instances,
-                             model_control=model_control)
+                             model_control=model_control, auth_token_file=auth_token_file)
     cmd += ["--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
             "--response-delay-ms", str(response_delay_ms)]
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []
