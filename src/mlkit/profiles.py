@@ -43,11 +43,11 @@ PROFILES: dict[str, Profile] = {
     # ten minutes on 2 cores, setup included.
     "demo": Profile(
         "demo",
-        SyntheticSpec(train=300, val=40, test=120, seed=7, sites=("C",)),
+        SyntheticSpec(train=250, val=50, test=150, seed=7, sites=("C",)),
         LITTLE,
         BIG,
-        TrainConfig(epochs=2, batch_size=16, learning_rate=5e-4, warmup_epochs=0.1, seed=7),
-        TrainConfig(epochs=2, batch_size=16, learning_rate=5e-4, warmup_epochs=0.1, seed=7),
+        TrainConfig(epochs=3, batch_size=8, seed=7),
+        TrainConfig(epochs=2, batch_size=8, seed=7),
         calibration_images=100,
         map_gate=0.5,
     ),
