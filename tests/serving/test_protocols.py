@@ -158,27 +158,25 @@ def test_by_default_the_repository_api_is_refused_and_the_model_keeps_serving(se
 MALFORMED_VERSIONS = ["%C2%B3", "abc", "-1", "1.0", "%20"]
 
 
-@pytest.mark.parametrize("version", MALFORMED_VERSIONS)
-def test_a_malformed_version_is_a_400_on_every_route(server, images, h, version):
+def _answers_for_version(server, images, h, version: str) -> list[httpx.Response]:
+    """Metadata, ready and infer of model helmet at ``version``: by REST path and by ?model_version=."""
     body, headers = h.v2_binary(images[:1])
     base = f"{server.url}/v2/models/helmet"
-    answers = [httpx.get(f"{base}/versions/{version}"), httpx.get(f"{base}/versions/{version}/ready"),
-               httpx.post(f"{base}/versions/{version}/infer", content=body, headers=headers, timeout=30),
-               httpx.get(f"{base}?model_version={version}"), httpx.get(f"{base}/ready?model_version={version}"),
-               httpx.post(f"{base}/infer?model_version={version}", content=body, headers=headers, timeout=30)]
-    for r in answers:
+    return [httpx.get(f"{base}/versions/{version}"), httpx.get(f"{base}/versions/{version}/ready"),
+            httpx.post(f"{base}/versions/{version}/infer", content=body, headers=headers, timeout=30),
+            httpx.get(f"{base}?model_version={version}"), httpx.get(f"{base}/ready?model_version={version}"),
+            httpx.post(f"{base}/infer?model_version={version}", content=body, headers=headers, timeout=30)]
+
+
+@pytest.mark.parametrize("version", MALFORMED_VERSIONS)
+def test_a_malformed_version_is_a_400_on_every_route(server, images, h, version):
+    for r in _answers_for_version(server, images, h, version):
         assert r.status_code == 400, (r.request.url, r.text)
         assert "is malformed: a model version is the name of a version folder, a positive integer" in r.text
 
 
 def test_an_unknown_version_is_a_404_naming_the_versions(server, images, h):
-    body, headers = h.v2_binary(images[:1])
-    base = f"{server.url}/v2/models/helmet"
-    answers = [httpx.get(f"{base}/versions/9"), httpx.get(f"{base}/versions/9/ready"),
-               httpx.post(f"{base}/versions/9/infer", content=body, headers=headers, timeout=30),
-               httpx.get(f"{base}?model_version=9"), httpx.get(f"{base}/ready?model_version=9"),
-               httpx.post(f"{base}/infer?model_version=9", content=body, headers=headers, timeout=30)]
-    for r in answers:
+    for r in _answers_for_version(server, images, h, "9"):
         assert r.status_code == 404, (r.request.url, r.text)
         assert r.json()["error"] == "model helmet has no version 9; its versions: 1"
     r = httpx.get(f"{server.url}/v2/models/nope?model_version=1")
