@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+import time
 
 import pytest
 
@@ -221,3 +223,53 @@ def test_server_with_two_instances_answers_like_one(model_repo, detector, images
     assert m["mlkit_batch_queue_seconds_count"] == 24
     assert "instances=2 x 1 threads" in (tmp_path / "server.log").read_text()
     _assert_like_the_detector(many, answers, detector, h)
+
+
+def _send_together(url: str, requests: list[tuple[bytes, dict]], path: str) -> list[tuple[int, bytes]]:
+    """Each request on its own connection, arriving together: every byte but the last is sent first, then the last
+    bytes in one quick pass, so the server finds them all waiting (an HTTP client library sends one after another)."""
+    import http.client
+    import socket
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    socks = []
+    for body, headers in requests:
+        head = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "content-length": len(body), "host": host}.items())
+        wire = f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body
+        s = socket.create_connection((host, port), timeout=30)
+        s.sendall(wire[:-1])
+        socks.append((s, wire[-1:]))
+    time.sleep(0.3)  # the server has read the headers and all but one byte of every body
+    for s, last in socks:
+        s.sendall(last)
+    answers = []
+    for s, _ in socks:
+        r = http.client.HTTPResponse(s)
+        r.begin()
+        answers.append((r.status, r.read()))
+        s.close()
+    return answers
+
+
+def test_concurrent_model_sized_pixel_requests_are_merged(model_repo, detector, images, h, tmp_path):
+    # Model-sized UINT8 tensors need no decoding, so each one used to reach the model alone and run inline.
+    from mlkit.client.http import ServingClient
+    from mlkit.client.v2codec import v2_detections
+    from mlkit.models.postprocess import letterbox
+    from mlkit.serving.server import start_background_server
+
+    meta = detector.meta
+    many = [letterbox(images[i % len(images)], meta.input_width, meta.input_height)[0] for i in range(8)]
+    with ServingClient("http://unused", "helmet", encoding="raw") as client:  # only builds the requests
+        requests = [(body, headers) for _, headers, body in (client.build([im], h.SCORE) for im in many)]
+    with start_background_server(model_repo, log_path=tmp_path / "server.log", max_batch_size=8) as server:
+        answers = _send_together(server.url, requests, "/v2/models/helmet/infer")
+        batches = h.metric(server.url, "mlkit_batch_size_count")
+        instances = h.metric(server.url, "mlkit_batch_size_sum")
+    assert [status for status, _ in answers] == [200] * 8, answers[:1]
+    for im, (_, body) in zip(many, answers, strict=True):
+        [got] = v2_detections(json.loads(body))
+        [want] = detector.predict([im], score_threshold=h.SCORE)
+        assert h.same(got, want)
+    assert instances == 8 and batches < 8, (batches, instances)

@@ -8,6 +8,7 @@ import sys
 
 from mlkit.errors import MlkitError
 from mlkit.serving.auth import TOKEN_FILE_ENV, token_file_option
+from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
 from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB, DEFAULT_MODEL_CONTROL, MODEL_CONTROL_MODES
 
 
@@ -29,6 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--instances", type=int, default=1,
                    help="Interpreters per model, each running its own batches in parallel (Triton's instance "
                         "count); more instances of fewer threads trade a lone request's latency for throughput.")
+    p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
+                   help=f"Requests that may wait per model; one more gets 503 with Retry-After (gRPC UNAVAILABLE). "
+                        f"0 = unbounded. [default: {DEFAULT_MAX_QUEUE}]")
+    p.add_argument("--queue-timeout-ms", type=float, default=DEFAULT_QUEUE_TIMEOUT_MS,
+                   help="Drop a request that waited longer than this for an interpreter (503); 0 = no deadline.")
     p.add_argument("--max-payload-mb", type=float, default=DEFAULT_MAX_PAYLOAD_MB, help="Largest request body.")
     p.add_argument("--model-control", choices=MODEL_CONTROL_MODES, default=DEFAULT_MODEL_CONTROL,
                    help="As Triton's --model-control-mode. poll: load new version folders as they appear (hot "
@@ -65,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                    poll_seconds=args.poll_seconds, watch=not args.no_watch, model_control=args.model_control,
                    response_delay_ms=args.response_delay_ms, graph_config=args.graph_config,
                    graph_step=args.graph_step, access_log=args.access_log,
-                   auth_token_file=token_file_option(args.auth_token_file))
+                   auth_token_file=token_file_option(args.auth_token_file), max_queue=args.max_queue,
+                   queue_timeout_ms=args.queue_timeout_ms)
     except MlkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,9 +19,12 @@ parallel, as Triton's ``instance_group`` does: two single-thread interpreters ne
 thread barrier for a core that is busy decoding requests, as one two-thread interpreter does; a
 lone request then runs on one thread, so it is slower.
 
+``max_queue`` bounds the requests waiting in the queue: one more is refused at once with ``ServerBusy``;
+``queue_timeout_ms`` drops a request that waited longer before its batch runs (``mlkit.serving.overload``).
+
 Prometheus histograms (default registry, served by KServe on ``/metrics``), label ``model``:
 ``mlkit_batch_queue_seconds`` (per request), ``mlkit_batch_compute_seconds`` and
-``mlkit_batch_size`` (instances, per batch).
+``mlkit_batch_size`` (instances, per batch); the queue's depth is part of ``mlkit_queue_depth``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import Histogram
+
+from mlkit.serving.overload import QUEUE_DEPTH, check_limits, past_deadline, queue_full
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,9 @@ class DynamicBatcher:
 
     def __init__(self, run_batch: Runner | Sequence[Runner], *, model: str,
                  max_batch_size: int = 1, max_latency_ms: float = 5.0,
-                 size: Callable[[Any], int] = len, arriving: Callable[[], int] | None = None) -> None:
+                 size: Callable[[Any], int] = len, arriving: Callable[[], int] | None = None,
+                 max_queue: int = 0, queue_timeout_ms: float = 0.0) -> None:
+        check_limits(max_queue, queue_timeout_ms)
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if max_latency_ms < 0:
@@ -86,6 +93,8 @@ class DynamicBatcher:
         self.max_latency = float(max_latency_ms) / 1000.0
         self.size = size
         self.arriving = arriving
+        self.max_queue = int(max_queue)
+        self.queue_timeout = float(queue_timeout_ms) / 1000.0
         self.batches = 0  # merged batches run so far (handy in tests and logs)
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
@@ -98,6 +107,7 @@ class DynamicBatcher:
                            for i in range(len(runners))]
         self._metrics = (QUEUE_SECONDS.labels(model=model), COMPUTE_SECONDS.labels(model=model),
                          BATCH_SIZE.labels(model=model))
+        self._depth = QUEUE_DEPTH.labels(model=model)
 
     @property
     def instances(self) -> int:
@@ -108,12 +118,23 @@ class DynamicBatcher:
         return (not self._busy and not self._collecting and self._carry is None
                 and (self._queue is None or self._queue.empty()))
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for an instance."""
+        return (0 if self._queue is None else self._queue.qsize()) + (self._carry is not None)
+
+    def check_room(self, also_waiting: int = 0) -> None:
+        """Raise ``ServerBusy`` when the queue, with ``also_waiting`` requests on their way to it, is full."""
+        if self.max_queue and self.queued + also_waiting >= self.max_queue:
+            raise queue_full(self.model, self.max_queue)
+
     async def submit(self, payload: Any, *, inline: bool = False) -> Any:
         """Queue one request and wait for its own result (``inline``: see the module's docstring)."""
         if self._closed:
             raise RuntimeError(f"the batcher of {self.model} is closed")
         if inline and self.idle and (self.arriving is None or self.arriving() == 0):
             return self._run_inline(payload)
+        self.check_room()
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
@@ -123,6 +144,7 @@ class DynamicBatcher:
             self._task = loop.create_task(self._loop(), name=f"batcher-{self.model}")
         fut = loop.create_future()
         self._queue.put_nowait(_Pending(payload, max(1, int(self.size(payload))), fut, time.perf_counter()))
+        self._depth.inc()
         return await fut
 
     def _run_inline(self, payload: Any) -> Any:
@@ -209,8 +231,7 @@ class DynamicBatcher:
         try:
             while True:
                 worker = await self._free.get()  # requests pile up while every instance is busy
-                batch = await self._collect()
-                batch = [p for p in batch if not p.future.done()]  # callers that gave up
+                batch = self._still_wanted(await self._collect())
                 if not batch:
                     self._collecting = False
                     self._free.put_nowait(worker)
@@ -223,6 +244,19 @@ class DynamicBatcher:
         finally:
             for task in running:
                 task.cancel()
+
+    def _still_wanted(self, batch: list[_Pending]) -> list[_Pending]:
+        """The requests of ``batch`` to run: not those whose callers gave up, nor those past their deadline."""
+        now, keep = time.perf_counter(), []
+        for p in batch:
+            self._depth.dec()
+            if p.future.done():
+                continue
+            if self.queue_timeout and now - p.queued > self.queue_timeout:
+                p.future.set_exception(past_deadline(self.model, now - p.queued, self.queue_timeout))
+                continue
+            keep.append(p)
+        return keep
 
     async def _run(self, worker: int, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()

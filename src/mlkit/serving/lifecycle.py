@@ -119,13 +119,14 @@ def _port_free(host: str, port: int) -> bool:
 def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: int = 0, host: str = "127.0.0.1",
           max_batch_size: int = 1, max_latency_ms: float = 5.0, threads: int = 1, timeout: float = 60.0,
           replace: bool = False, instances: int = 1, model_control: str = "poll",
-          auth_token_file: str | Path | None = None) -> ServerState:
+          auth_token_file: str | Path | None = None, **queue) -> ServerState:
     """Start a detached server for ``model_dir`` and return its state once it is ready.
 
     ``http_port``/``grpc_port`` 0 pick free ports; a requested port that is busy is replaced by a free one
     (logged), so the caller must use the returned ``url``. A live server of the same name is an error
     unless ``replace=True`` (it is stopped first); a stale state (dead pid) is cleaned up. ``model_control``
-    and ``auth_token_file``: see ``mlkit.serving.server.build_server``.
+    and ``auth_token_file``, and ``queue`` (``max_queue``, ``queue_timeout_ms``): see
+    ``mlkit.serving.server.build_server``.
     """
     from mlkit.serving.auth import read_token_file
     from mlkit.serving.server import entrypoint_command, free_port
@@ -156,7 +157,7 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     log_path = folder / f"{name}.log"
     cmd = entrypoint_command(host, http_port, grpc_port, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
                              threads=threads, instances=instances, model_control=model_control,
-                             auth_token_file=auth_token_file) + [
+                             auth_token_file=auth_token_file, **queue) + [
         "--model-dir", str(model_dir)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as logf:

@@ -32,6 +32,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.serving.batcher import DynamicBatcher
+from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, QUEUE_DEPTH, check_limits
 from mlkit.serving.payload import (
     Thresholds,
     only_requested,
@@ -47,6 +48,9 @@ MODEL_FILE = "model.tflite"
 METADATA_FILE = "metadata.json"
 MAX_DETECTIONS = 100  # mlkit.models.postprocess keeps at most 100 boxes per image
 READY_PIXELS_MAX_IMAGES = 8  # model-sized pixel tensors up to this many images are checked on the event loop
+# Loop iterations a seemingly lone request yields before it runs inline: requests that reached the sockets while
+# the loop was busy need one to be read and one to start their tasks, which then run up to the model.
+LONE_CHECK_YIELDS = 3
 
 
 @dataclasses.dataclass
@@ -88,16 +92,19 @@ class TFLiteModel(Model):
     requests_in_process = 0  # requests inside any TFLiteModel in this server process (all models, versions)
 
     def __init__(self, name: str, model_dir: str | Path, *, version: int | None = None, num_threads: int = 1,
-                 max_batch_size: int = 1, max_latency_ms: float = 5.0, instances: int = 1) -> None:
+                 max_batch_size: int = 1, max_latency_ms: float = 5.0, instances: int = 1,
+                 max_queue: int = DEFAULT_MAX_QUEUE, queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS) -> None:
         super().__init__(name)
         if instances < 1 or num_threads < 1:
             raise ValueError(f"instances and num_threads must be >= 1, got {instances} and {num_threads}")
+        check_limits(max_queue, queue_timeout_ms)
         self.model_dir = Path(model_dir)
         self.version = version
         self.num_threads = num_threads  # per instance
         self.instances = instances
         self.max_batch_size = max_batch_size
         self.max_latency_ms = max_latency_ms
+        self.max_queue, self.queue_timeout_ms = max_queue, queue_timeout_ms
         self.runtime: Any = None  # the first instance: decoding, letterboxing and metadata use it
         self.batcher: DynamicBatcher | None = None
         self.load_error: str | None = None
@@ -139,7 +146,8 @@ class TFLiteModel(Model):
         runners = [functools.partial(self._run_batch, runtime=r) for r in runtimes]  # one batcher thread each
         self.batcher = DynamicBatcher(runners, model=self.name, max_batch_size=max_bs,
                                       max_latency_ms=max_lat, size=lambda job: job.n,
-                                      arriving=lambda: self.preparing)
+                                      arriving=lambda: self.preparing, max_queue=self.max_queue,
+                                      queue_timeout_ms=self.queue_timeout_ms)
         self.load_error = None
         self.ready = True
         log.info("loaded model %s from %s (%s, max_batch_size=%d, max_latency_ms=%g, instances=%d x %d threads)",
@@ -167,8 +175,14 @@ class TFLiteModel(Model):
         return runtime.meta.input_height, runtime.meta.input_width
 
     async def __call__(self, body, headers=None, verb=InferenceVerb.PREDICT):
+        self.check_room()  # before decoding: a busy server refuses at once
         with self.running():
             return await super().__call__(body, headers, verb)
+
+    def check_room(self) -> None:
+        """Raise ``ServerBusy`` (503) when ``max_queue`` requests already wait for this version, decoding included."""
+        if self.batcher is not None:
+            self.batcher.check_room(also_waiting=self.preparing)
 
     @contextlib.contextmanager
     def running(self):
@@ -185,6 +199,19 @@ class TFLiteModel(Model):
     def alone(self) -> bool:
         """True when the request being served is the only one in this process: it may run inline."""
         return TFLiteModel.requests_in_process == 1
+
+    async def submit(self, job: Any) -> Any:
+        """Queue ``job`` on the batcher and wait for its result; a truly lone request runs inline.
+
+        A request that looks alone may only be the first of several that arrived while the event loop was busy:
+        it yields a few loop iterations so they reach the model, and runs inline only if it is still alone.
+        """
+        inline = self.alone and self.batcher.idle
+        if inline:
+            for _ in range(LONE_CHECK_YIELDS):
+                await asyncio.sleep(0)
+            inline = self.alone and self.batcher.idle
+        return await self.batcher.submit(job, inline=inline)
 
     # --- request path ----------------------------------------------------------------------------
     def _job(self, payload: Any) -> Job:
@@ -225,13 +252,16 @@ class TFLiteModel(Model):
     async def prepare_in_thread(self, fn, *args):
         """``fn(*args)`` in a worker thread, counted in ``preparing`` so the batcher waits for its request."""
         self.preparing += 1
+        depth = QUEUE_DEPTH.labels(model=self.name)
+        depth.inc()
         try:
             return await asyncio.to_thread(fn, *args)
         finally:
             self.preparing -= 1
+            depth.dec()
 
     async def predict(self, payload: Job, headers: dict | None = None, response_headers: dict | None = None):
-        return payload, await self.batcher.submit(payload, inline=self.alone)
+        return payload, await self.submit(payload)
 
     def _run_batch(self, jobs: list[Job], runtime: Any) -> list:
         batch = jobs[0].batch if len(jobs) == 1 else np.concatenate([j.batch for j in jobs])

@@ -102,16 +102,17 @@ def scan_versions(models_dir: Path) -> dict[str, dict[int, Path]]:
 
 
 class TFLiteModelRepository(ModelRepository):
-    """KServe model repository over a folder of versioned mlkit TFLite models."""
+    """KServe model repository over a folder of versioned mlkit TFLite models.
 
-    def __init__(self, models_dir: str | Path | None, *, num_threads: int = 1, max_batch_size: int = 1,
-                 max_latency_ms: float = 5.0, poll_seconds: float = 2.0, instances: int = 1) -> None:
+    ``model_kw``: what every model version is opened with (``TFLiteModel``'s keywords: threads, batching, queue).
+    """
+
+    def __init__(self, models_dir: str | Path | None, *, poll_seconds: float = 2.0, **model_kw) -> None:
         super().__init__(str(models_dir))
         self.root = Path(models_dir) if models_dir is not None else None  # None: only add_model_path() models
         self.model_paths: dict[str, Path] = {}  # name -> folder of version folders (pipeline configs)
         self.reserved: set[str] = set()  # names taken by pipelines: never loaded as models
-        self.model_kw = dict(num_threads=num_threads, max_batch_size=max_batch_size, max_latency_ms=max_latency_ms,
-                             instances=instances)
+        self.model_kw = model_kw
         self.poll_seconds = poll_seconds
         self.versions: dict[str, dict[int, TFLiteModel]] = {}
         self._failed: dict[Path, tuple | None] = {}  # folder -> file signature when loading failed

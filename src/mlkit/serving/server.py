@@ -17,6 +17,8 @@ What this adds to ``kserve.ModelServer`` (0.21), and why:
 - **Versions.** A version in a REST path, a ``?model_version=`` query (KServe answers 501 to it) or gRPC's
   ``version``/``model_version`` fields resolves to ``<name>@<version>``; a malformed one is a 400, an unknown
   one a 404 naming the versions there are.
+- **Overload** (``max_queue``, ``queue_timeout_ms``): a model whose queue is full answers 503 with ``Retry-After``
+  (gRPC UNAVAILABLE) before the request body is read (``mlkit.serving.overload``).
 - **Authentication** (``auth_token_file``): a bearer token on every route but health, readiness and
   /metrics, REST and gRPC alike (``mlkit.serving.auth``).
 - A repository without a ready model still starts (KServe would refuse), so models can arrive later.
@@ -39,6 +41,7 @@ from pathlib import Path
 from fastapi import Request  # at module level: FastAPI resolves the handlers' string annotations here
 
 from mlkit.errors import MlkitError
+from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, ServerBusy, check_limits
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +174,13 @@ def _add_client_error_handlers(app) -> None:
     for exc_type, status, _ in _client_errors():
         app.add_exception_handler(exc_type, handler_for(status))
 
+    async def busy(request: Request, exc: ServerBusy):
+        # not logged: a shedding server would flood its log (mlkit_requests_rejected_total counts them)
+        return JSONResponse(status_code=503, content={"error": str(exc)},
+                            headers={"Retry-After": str(exc.retry_after)})
+
+    app.add_exception_handler(ServerBusy, busy)
+
 
 def _install_routes(app, dataplane, extension, max_payload_bytes: int, response_delay_ms: float = 0.0,
                     auth_token: str | None = None) -> None:
@@ -195,7 +205,10 @@ def _install_routes(app, dataplane, extension, max_payload_bytes: int, response_
         return key
 
     async def infer(request: Request, model_name: str, model_version: str | None = None):
-        await _ready_key(model_name, model_version)
+        key = await _ready_key(model_name, model_version)
+        check_room = getattr(dataplane.model_registry.get_model(key), "check_room", None)
+        if check_room is not None:
+            check_room()  # a busy model refuses before the body is even read
         body = await request.body()
         headers = dict(request.headers.items())
         if _small_json_head(headers):  # binary tensors: only a small JSON head to parse, no thread hop
@@ -369,6 +382,8 @@ def _make_server_class():
         async def handle_exception(self, ex, request_or_iterator, context, method_name):
             from grpc import StatusCode
 
+            if isinstance(ex, ServerBusy):  # not logged, as on REST
+                await context.abort(StatusCode.UNAVAILABLE, ex.reason)
             for kind, _, code in _client_errors():
                 if isinstance(ex, kind):
                     log.warning("gRPC %s %s: %s", code, method_name.rsplit("/", 1)[-1], ex.reason)
@@ -497,7 +512,8 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
                  max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB, poll_seconds: float = 2.0,
                  watch: bool = True, enable_grpc: bool = True, response_delay_ms: float = 0.0,
                  graph_config: str | Path | None = None, graph_step: str | None = None, access_log: bool = False,
-                 model_control: str = DEFAULT_MODEL_CONTROL, auth_token_file: str | Path | None = None):
+                 model_control: str = DEFAULT_MODEL_CONTROL, auth_token_file: str | Path | None = None,
+                 max_queue: int = DEFAULT_MAX_QUEUE, queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS):
     """Load every model under ``model_dir`` and return a ready-to-``start()`` server (not started).
 
     ``model_control`` (one of ``MODEL_CONTROL_MODES``, as Triton's): ``poll`` watches the folder for new
@@ -509,7 +525,8 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
     (``model_dir`` may then be None); ``graph_step`` (``PIPELINE/NODE``): serve only that node, as one step
     of a KServe InferenceGraph. ``access_log``: log a line per request (off by default; see /metrics).
     ``auth_token_file``: a file holding a bearer token that every route but health, readiness and /metrics then
-    requires (``mlkit.serving.auth``).
+    requires (``mlkit.serving.auth``). ``max_queue`` (0: unbounded) and ``queue_timeout_ms`` (0: none): overload
+    protection per model version (``mlkit.serving.overload``).
     """
     from mlkit.serving.auth import read_token_file
     from mlkit.serving.repository import TFLiteModelRepository
@@ -530,11 +547,16 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
     if response_delay_ms < 0:
         raise MlkitError(f"response_delay_ms must be >= 0, got {response_delay_ms}")
     check_model_control(model_control)
+    try:
+        check_limits(max_queue, queue_timeout_ms)
+    except ValueError as exc:
+        raise MlkitError(str(exc)) from None
     auth_token = None if auth_token_file is None else read_token_file(auth_token_file)
     if not watch and model_control == "poll":
         model_control = "none"
     repository = TFLiteModelRepository(model_dir, num_threads=num_threads, max_batch_size=max_batch_size,
-                                       max_latency_ms=max_latency_ms, poll_seconds=poll_seconds, instances=instances)
+                                       max_latency_ms=max_latency_ms, poll_seconds=poll_seconds, instances=instances,
+                                       max_queue=max_queue, queue_timeout_ms=queue_timeout_ms)
     server = _make_server_class()(repository, host=host, max_payload_bytes=int(max_payload_mb * 1024 * 1024),
                                   model_control=model_control, http_port=http_port, grpc_port=grpc_port,
                                   enable_grpc=enable_grpc, grace_period=2, enable_latency_logging=False,
@@ -588,14 +610,16 @@ class BackgroundServer:
 
 def entrypoint_command(host: str, http_port: int, grpc_port: int, *, max_batch_size: int, max_latency_ms: float,
                        threads: int, instances: int, model_control: str = DEFAULT_MODEL_CONTROL,
-                       auth_token_file: str | Path | None = None) -> list[str]:
+                       auth_token_file: str | Path | None = None, max_queue: int = DEFAULT_MAX_QUEUE,
+                       queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS) -> list[str]:
     """``python -m mlkit.serving`` with the options every local launcher passes (add the model folder etc.)."""
     check_model_control(model_control)
     auth = ["--auth-token-file", str(Path(auth_token_file).resolve())] if auth_token_file is not None else []
     return [sys.executable, "-m", "mlkit.serving", "--host", host, "--http-port", str(http_port),
             "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
             "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances),
-            "--model-control", model_control, *auth]
+            "--model-control", model_control, "--max-queue", str(max_queue),
+            "--queue-timeout-ms", f"{queue_timeout_ms:g}", *auth]
 
 
 def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
@@ -606,7 +630,8 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
                             graph_config: str | Path | None = None,
                             cpus: set[int] | None = None, access_log: bool = False,
                             model_control: str = DEFAULT_MODEL_CONTROL,
-                            auth_token_file: str | Path | None = None) -> BackgroundServer:
+                            auth_token_file: str | Path | None = None, max_queue: int = DEFAULT_MAX_QUEUE,
+                            queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS) -> BackgroundServer:
     """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers.
 
     ``cpus`` pins the server (every thread it will start) to those CPU numbers, Linux only: benchmarks use it to
@@ -618,7 +643,8 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
     log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="mlkit-serve-", suffix=".log")[1])
     cmd = entrypoint_command("127.0.0.1", http_port, grpc_port, max_batch_size=max_batch_size,
                              max_latency_ms=max_latency_ms, threads=num_threads, instances=instances,
-                             model_control=model_control, auth_token_file=auth_token_file)
+                             model_control=model_control, auth_token_file=auth_token_file,
+                             max_queue=max_queue, queue_timeout_ms=queue_timeout_ms)
     cmd += ["--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
             "--response-delay-ms", str(response_delay_ms)]
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []

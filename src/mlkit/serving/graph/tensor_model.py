@@ -204,7 +204,7 @@ class TFLiteTensorModel(TFLiteModel):
         return out
 
     async def predict(self, payload: TensorJob, headers: dict | None = None, response_headers: dict | None = None):
-        return payload, await self.batcher.submit(payload, inline=self.alone)
+        return payload, await self.submit(payload)
 
     async def postprocess(self, result: Any, headers: dict | None = None, response_headers: dict | None = None):
         job, outputs = result

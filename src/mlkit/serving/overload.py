@@ -1,0 +1,56 @@
+"""Overload protection: a bounded queue per model and a queue deadline, as Triton's ``max_queue_size`` and
+``default_timeout_microseconds``, answered the way TorchServe answers a full job queue.
+
+A request that finds its model's queue full is refused at once with ``ServerBusy``: REST 503 with a
+``Retry-After`` header, gRPC UNAVAILABLE. Both are what mlkit's clients (and most HTTP and gRPC clients)
+retry with backoff. A request that waited in the queue longer than the deadline is dropped before it reaches
+the interpreter: its client has probably given up, and running it would only delay the requests behind it.
+
+Prometheus (label ``model``): ``mlkit_queue_depth`` (requests waiting for an interpreter, decoding included) and
+``mlkit_requests_rejected_total`` (label ``reason``: ``queue_full`` or ``deadline``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import Counter, Gauge
+
+DEFAULT_MAX_QUEUE = 64  # requests waiting per model; 0 = unbounded
+DEFAULT_QUEUE_TIMEOUT_MS = 0.0  # 0 = no deadline
+
+QUEUE_DEPTH = Gauge("mlkit_queue_depth", "Requests waiting for an interpreter (decoding or queued)", ["model"])
+REJECTED = Counter("mlkit_requests_rejected_total", "Requests refused because the server was busy",
+                   ["model", "reason"])
+
+
+class ServerBusy(Exception):
+    """The model cannot take this request now (503 with Retry-After, gRPC UNAVAILABLE); retry later."""
+
+    def __init__(self, model: str, reason: str, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.model, self.kind, self.reason = model, reason, message
+        self.retry_after = max(1, math.ceil(retry_after_s))  # HTTP's Retry-After counts whole seconds
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def queue_full(model: str, limit: int) -> ServerBusy:
+    REJECTED.labels(model=model, reason="queue_full").inc()
+    return ServerBusy(model, "queue_full", f"model {model} is busy: {limit} requests are already waiting "
+                      f"(server option --max-queue); retry after a short wait")
+
+
+def past_deadline(model: str, waited_s: float, timeout_s: float) -> ServerBusy:
+    REJECTED.labels(model=model, reason="deadline").inc()
+    return ServerBusy(model, "deadline", f"model {model} is busy: the request waited {waited_s * 1000:.0f} ms in "
+                      f"the queue, longer than its deadline of {timeout_s * 1000:.0f} ms (server option "
+                      f"--queue-timeout-ms); it was not run")
+
+
+def check_limits(max_queue: int, queue_timeout_ms: float) -> None:
+    if max_queue < 0:
+        raise ValueError(f"max_queue must be >= 0 (0 = unbounded), got {max_queue}")
+    if queue_timeout_ms < 0:
+        raise ValueError(f"queue_timeout_ms must be >= 0 (0 = no deadline), got {queue_timeout_ms}")
