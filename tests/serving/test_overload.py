@@ -154,9 +154,9 @@ def test_a_busy_server_answers_grpc_unavailable(big_repo, big_pixels, tmp_path):
                     codes.append(exc.code().name)
                     if exc.code() == grpc.StatusCode.UNAVAILABLE:
                         assert "--max-queue" in exc.details()
-        with pytest.raises(ServingError):  # refused again and not retried (retries=0): a clean error
-            with concurrent.futures.ThreadPoolExecutor(12) as pool:
-                list(pool.map(lambda _: client.predict(list(big_pixels)), range(12)))
+        # refused again and not retried (retries=0): a clean error
+        with pytest.raises(ServingError), concurrent.futures.ThreadPoolExecutor(12) as pool:
+            list(pool.map(lambda _: client.predict(list(big_pixels)), range(12)))
         client.close()
     assert set(codes) == {"OK", "UNAVAILABLE"}, codes
 

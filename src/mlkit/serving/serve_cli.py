@@ -78,7 +78,8 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
 @click.pass_context
 @friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
-          max_queue, queue_timeout_ms, max_payload_mb, model_control, auth_token_file, poll_seconds, graph_config, access_log) -> None:
+          max_queue, queue_timeout_ms, max_payload_mb, model_control, auth_token_file, poll_seconds, graph_config,
+          access_log) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C

@@ -22,6 +22,7 @@ from mlkit.errors import MlkitError
 from mlkit.serving.graph.config import REQUEST
 from mlkit.serving.graph.pipeline import Node, Pipeline
 from mlkit.serving.graph.tensors import batch_size
+from mlkit.serving.overload import ServerBusy
 
 NodeRunner = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -62,7 +63,7 @@ async def execute(pipeline: Pipeline, request: dict[str, Any], runner: NodeRunne
                 raw = await runner(node, inputs)
             except MlkitError as exc:  # the request's data was wrong for this node
                 raise NodeError(pipeline.name, node.name, str(exc), bad_input=True) from exc
-            except (NodeError, asyncio.CancelledError):
+            except (NodeError, ServerBusy, asyncio.CancelledError):  # a busy model: the whole request gets 503
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure fails this request, named by its node
                 raise NodeError(pipeline.name, node.name, f"{type(exc).__name__}: {exc}") from exc
