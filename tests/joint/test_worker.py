@@ -341,3 +341,23 @@ def test_upload_batching_is_checked():
         CloudConfig("http://127.0.0.1:1", "big", upload_batch=4, upload_wait_ms=5000)
     with pytest.raises(MlkitError, match=r"upload_batch \(16\) cannot exceed max_in_flight \(8\)"):
         CloudConfig("http://127.0.0.1:1", "big", max_in_flight=8, upload_batch=16)
+
+
+def test_a_cloud_whose_queue_is_full_counts_as_busy_and_the_edge_result_stands(edge_model, frames, tmp_path):
+    # The big model is slow enough that frames sent together find the cloud's one-request queue full: 503.
+    import shutil
+
+    from mlkit.models.bundled import bundled_model
+
+    repo = tmp_path / "repo"
+    shutil.copytree(bundled_model("big", "int8"), repo / "big" / "1")
+    with start_background_server(repo, max_queue=1, log_path=tmp_path / "cloud.log") as busy_cloud:
+        config = CloudConfig(busy_cloud.url, "big", timeout_s=60, max_in_flight=len(frames))
+        with CloudClient(config) as cloud:
+            results, stats = run(edge_model, frames, cloud, tmp_path / "out")
+    reasons = stats["fallback_reasons"]
+    assert set(reasons) == {"busy"} and 0 < reasons["busy"] < len(frames), reasons
+    busy = [r for r in results if r.fallback == "busy"]
+    assert all(r.cloud is None and r.final is r.edge for r in busy), busy[:1]
+    assert stats["cloud_results"] == len(frames) - reasons["busy"]
+    check_outputs(tmp_path / "out", len(frames), len(frames))

@@ -173,3 +173,41 @@ def test_requests_past_the_queue_deadline_get_503(big_repo, big_pixels, tmp_path
     late = [r.json()["error"] for r in answers if r.status_code == 503]
     assert all("--queue-timeout-ms" in e for e in late), late
     assert f'mlkit_requests_rejected_total{{model="big",reason="deadline"}} {float(len(late))}' in metrics
+
+
+def _sample(url: str, series: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_mlkit_clients_retry_a_busy_server_until_it_answers(big_repo, big_pixels, tmp_path):
+    from mlkit.client.grpc import GRPCServingClient
+    from mlkit.client.http import AsyncServingClient
+    from mlkit.serving.server import start_background_server
+
+    images = list(big_pixels[:2])
+    with start_background_server(big_repo, log_path=tmp_path / "server.log", max_queue=1) as server:
+        async def rest():
+            async with AsyncServingClient(server.url, "big", encoding="raw", retries=12, backoff=0.05) as client:
+                return await asyncio.gather(*(client.predict(images) for _ in range(10)))
+
+        rest_answers = asyncio.run(rest())
+        with GRPCServingClient(server.grpc_url, "big", encoding="raw", retries=12, backoff=0.05) as client, \
+                concurrent.futures.ThreadPoolExecutor(10) as pool:
+            grpc_answers = list(pool.map(lambda _: client.predict(images), range(10)))
+        rejected = _sample(server.url, 'mlkit_requests_rejected_total{model="big",reason="queue_full"}')
+    assert len(rest_answers) == len(grpc_answers) == 10
+    assert all(len(a) == 2 for a in rest_answers + grpc_answers)
+    assert rejected > 0  # they were refused on the way, and came back
+
+
+def test_retry_waits_grow_are_jittered_and_never_exceed_retry_after():
+    from mlkit.client.http import retry_delay
+
+    waits = [retry_delay(a, 0.1) for a in range(4) for _ in range(50)]
+    assert all(0.05 <= w <= 0.1 * 2 ** 3 for w in waits)
+    assert len(set(waits)) > 100  # jittered: clients refused together come back apart
+    assert max(retry_delay(6, 0.1, retry_after="1") for _ in range(50)) <= 1.0
+    assert max(retry_delay(10, 0.1, retry_after="Wed, 21 Oct 2026 07:28:00 GMT") for _ in range(50)) <= 5.0

@@ -1,4 +1,5 @@
-"""v2 gRPC client for the mlkit model server (KServe's generated stubs), with timeouts and retries."""
+"""v2 gRPC client for the mlkit model server (KServe's generated stubs), with timeouts and retries (UNAVAILABLE:
+a server starting or shedding load, retried with jittered exponential backoff)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 import grpc
 import numpy as np
 
-from mlkit.client.http import ServingError, auth_headers, encode_image
+from mlkit.client.http import ServingError, auth_headers, encode_image, retry_delay
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 
@@ -72,7 +73,7 @@ class GRPCServingClient:
                     status = 401 if exc.code() == grpc.StatusCode.UNAUTHENTICATED else None
                     raise ServingError(f"gRPC {self.target} {self.model}: {exc.code().name}: {exc.details()}",
                                        status) from exc
-            time.sleep(self.backoff * 2 ** attempt)
+            time.sleep(retry_delay(attempt, self.backoff))
         raise AssertionError("unreachable")
 
     def predict(self, images: Sequence[np.ndarray], score_threshold: float | None = None,

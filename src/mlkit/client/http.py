@@ -1,8 +1,9 @@
 """REST clients for the mlkit model server (KServe v1 and v2), sync and async (httpx).
 
 Images (RGB uint8 numpy arrays) are JPEG-encoded by default (``encoding="png"`` is lossless,
-``"raw"`` sends a v2 UINT8 tensor). Requests time out, and 503 answers and connection errors are
-retried with exponential backoff (a server that is starting or swapping a model). Results are
+``"raw"`` sends a v2 UINT8 tensor). Requests time out, and 502/503/504 answers and connection errors are
+retried with jittered exponential backoff, never longer than the server's ``Retry-After`` (a server that is
+starting, swapping a model, or shedding load: ``mlkit.serving.overload``). Results are
 ``mlkit.detections.Detections`` per image. ``token=`` sends ``Authorization: Bearer <token>`` with every request
 (a server started with ``--auth-token-file``); a refused or missing token is a ``ServingError`` with status 401.
 """
@@ -21,6 +22,21 @@ from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 
 RETRY_STATUS = (502, 503, 504)
+MAX_RETRY_WAIT_S = 5.0
+
+
+def retry_delay(attempt: int, backoff: float, retry_after: str | float | None = None) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): ``backoff * 2**attempt``, jittered down by up to half so
+    that clients refused together do not come back together, and capped by the server's ``Retry-After``."""
+    import random
+
+    cap = MAX_RETRY_WAIT_S
+    try:
+        cap = min(cap, float(retry_after)) if retry_after is not None else cap
+    except ValueError:  # an HTTP date: the default cap
+        pass
+    delay = min(cap, backoff * 2 ** attempt)
+    return delay * random.uniform(0.5, 1.0)
 
 
 class ServingError(MlkitError):
@@ -131,8 +147,8 @@ class _Base:
 
         return v2_detections(data)
 
-    def _sleep_for(self, attempt: int) -> float:
-        return self.backoff * (2 ** attempt)
+    def _sleep_for(self, attempt: int, response: httpx.Response | None = None) -> float:
+        return retry_delay(attempt, self.backoff, None if response is None else response.headers.get("retry-after"))
 
 
 _UNAUTHORIZED = {False: "the server requires a bearer token (HTTP 401): pass token=... (the content of the server's "
@@ -149,6 +165,7 @@ class ServingClient(_Base):
 
     def _send(self, method: str, path: str, **kw) -> httpx.Response:
         for attempt in range(self.retries + 1):
+            r = None
             try:
                 r = self._http.request(method, path, **kw)
                 if r.status_code not in RETRY_STATUS or attempt == self.retries:
@@ -156,7 +173,7 @@ class ServingClient(_Base):
             except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
                 if attempt == self.retries:
                     raise ServingError(f"cannot reach {self.url}: {exc}") from exc
-            time.sleep(self._sleep_for(attempt))
+            time.sleep(self._sleep_for(attempt, r))
         raise AssertionError("unreachable")
 
     def predict(self, images: Sequence[np.ndarray], score_threshold: float | None = None,
@@ -217,6 +234,7 @@ class AsyncServingClient(_Base):
 
     async def _send(self, method: str, path: str, **kw) -> httpx.Response:
         for attempt in range(self.retries + 1):
+            r = None
             try:
                 r = await self._http.request(method, path, **kw)
                 if r.status_code not in RETRY_STATUS or attempt == self.retries:
@@ -224,7 +242,7 @@ class AsyncServingClient(_Base):
             except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
                 if attempt == self.retries:
                     raise ServingError(f"cannot reach {self.url}: {exc}") from exc
-            await asyncio.sleep(self._sleep_for(attempt))
+            await asyncio.sleep(self._sleep_for(attempt, r))
         raise AssertionError("unreachable")
 
     async def predict(self, images: Sequence[np.ndarray], score_threshold: float | None = None,

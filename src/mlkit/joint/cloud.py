@@ -3,7 +3,8 @@
 ``CloudClient.submit(jpeg)`` returns at once with a ``concurrent.futures.Future`` that always resolves
 to a ``CloudOutcome``: detections, or the reason the edge result must stand (``timeout``,
 ``connection``, ``http_5xx``, ``http_4xx``, ``bad_response``, or ``busy`` when ``max_in_flight``
-frames are already out). Nothing raises into the edge loop, and a cloud that comes back is used
+frames are already out or the cloud answered 503 because its queue is full). The edge never retries: a frame's
+answer is only useful now, and the edge result stands. Nothing raises into the edge loop, and a cloud that comes back is used
 again from the next call on: every call is independent.
 
 With ``upload_batch`` > 1, hard frames that arrive within ``upload_wait_ms`` of the first share one
@@ -340,7 +341,8 @@ class CloudClient:
             return [_Reply(None, "connection", f"{type(exc).__name__}: {exc}")] * len(jpegs)
         if status >= 400:
             text = body[:300].decode(errors="replace")  # 401's reason says how to pass the token: keep it whole
-            return [_Reply(None, "http_5xx" if status >= 500 else "http_4xx", f"{status}: {text}")] * len(jpegs)
+            reason = "busy" if status == 503 else "http_5xx" if status >= 500 else "http_4xx"  # 503: its queue is full
+            return [_Reply(None, reason, f"{status}: {text}")] * len(jpegs)
         try:
             return [_Reply(d) for d in self._parse(json.loads(body), len(jpegs))]
         except (ValueError, KeyError, TypeError, MlkitError) as exc:

@@ -27,6 +27,7 @@ class JointStats:
     cloud_results: int = 0
     reused_frames: int = 0  # frames without their own cloud answer that used nearby ones (WorkerConfig.reuse)
     bytes_uploaded: int = 0
+    uploads: int = 0  # hard frames whose bytes were sent (refused ones included: the bytes went out)
     fallbacks: Counter = dataclasses.field(default_factory=Counter)
     edge_ms: list[float] = dataclasses.field(default_factory=list)
     cloud_ms: list[float] = dataclasses.field(default_factory=list)
@@ -40,6 +41,7 @@ class JointStats:
         if is_hard:
             self.hard_frames += 1
             self.bytes_uploaded += uploaded_bytes
+            self.uploads += uploaded_bytes > 0
             if fallback is None:
                 self.cloud_results += 1
             else:
@@ -57,7 +59,7 @@ class JointStats:
 
     def snapshot(self) -> dict:
         elapsed = time.monotonic() - self.started
-        uploads = self.hard_frames - self.fallbacks.get("busy", 0) - self.fallbacks.get("connection", 0)
+        uploads = self.uploads
         return {
             "frames": self.frames,
             "hard_frames": self.hard_frames,
