@@ -28,13 +28,12 @@ MAX_RETRY_WAIT_S = 5.0
 def retry_delay(attempt: int, backoff: float, retry_after: str | float | None = None) -> float:
     """Seconds to wait before retry ``attempt`` (0-based): ``backoff * 2**attempt``, jittered down by up to half so
     that clients refused together do not come back together, and capped by the server's ``Retry-After``."""
+    import contextlib
     import random
 
     cap = MAX_RETRY_WAIT_S
-    try:
-        cap = min(cap, float(retry_after)) if retry_after is not None else cap
-    except ValueError:  # an HTTP date: the default cap
-        pass
+    with contextlib.suppress(ValueError, TypeError):  # an HTTP date, or none: the default cap
+        cap = min(cap, float(retry_after))
     delay = min(cap, backoff * 2 ** attempt)
     return delay * random.uniform(0.5, 1.0)
 

@@ -4,8 +4,8 @@
 to a ``CloudOutcome``: detections, or the reason the edge result must stand (``timeout``,
 ``connection``, ``http_5xx``, ``http_4xx``, ``bad_response``, or ``busy`` when ``max_in_flight``
 frames are already out or the cloud answered 503 because its queue is full). The edge never retries: a frame's
-answer is only useful now, and the edge result stands. Nothing raises into the edge loop, and a cloud that comes back is used
-again from the next call on: every call is independent.
+answer is only useful now, and the edge result stands. Nothing raises into the edge loop, and a cloud that comes
+back is used again from the next call on: every call is independent.
 
 With ``upload_batch`` > 1, hard frames that arrive within ``upload_wait_ms`` of the first share one
 request (a v2 BYTES tensor of N JPEGs, or N v1 instances). Each request costs the edge about 0.85 ms of
