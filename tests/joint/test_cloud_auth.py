@@ -86,3 +86,17 @@ def test_a_missing_token_file_stops_the_run_before_it_starts(video, tmp_path):
     result = CliRunner().invoke(main, ["joint", "run", "--config", str(spec), "--no-progress"])
     assert result.exit_code == 2 and f"cannot read the auth token file {tmp_path / 'missing'}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_joint_evaluate_asks_a_protected_cloud_with_the_token_file(video, auth_cloud, token_file, tmp_path):
+    from tests.joint.conftest import LITTLE
+
+    args = ["joint", "evaluate", "--video", str(video), "--edge-model", str(LITTLE / "int8"),
+            "--cloud-endpoint", auth_cloud.url, "--out", str(tmp_path / "out")]
+    runner = CliRunner()
+    refused = runner.invoke(main, args)
+    assert refused.exit_code != 0 and "requires a bearer token" in refused.output, refused.output
+    assert "Traceback" not in refused.output
+    ok = runner.invoke(main, [*args, "--auth-token-file", str(token_file)])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "out" / "joint_evaluation.json").read_text())["num_images"] == 10

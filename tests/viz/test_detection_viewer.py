@@ -4,6 +4,7 @@ over a video, a live server; and the messages it shows instead of tracebacks."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import cv2
@@ -148,3 +149,18 @@ def test_live_endpoint_shows_what_the_server_answers(little_server, scenes):
             np.testing.assert_allclose(v.shown_predictions.boxes, want.boxes, atol=1e-3)
     assert set(v.predictions) == {0, 1, 2}  # cached: going back does not ask again
     assert v.class_names[:len(scenes.class_names)] == scenes.class_names
+
+
+def test_a_protected_endpoint_needs_the_token(tmp_path, scenes):
+    from mlkit.serving.server import start_background_server
+    from mlkit.viz import DetectionViewer
+    from tests.viz.conftest import LITTLE
+
+    repo = tmp_path / "repo"
+    shutil.copytree(LITTLE / "int8", repo / "little" / "1")
+    (tmp_path / "token").write_text("viewer-token-42\n")
+    with start_background_server(repo, auth_token_file=tmp_path / "token", log_path=tmp_path / "server.log") as srv:
+        refused = DetectionViewer.from_endpoint(srv.url, "little", scenes, limit=1)
+        shown = DetectionViewer.from_endpoint(srv.url, "little", scenes, limit=1, token="viewer-token-42")
+    assert "401" in refused.message and "token" in refused.message
+    assert shown.message == "" and "predicted" in shown.counts

@@ -97,6 +97,9 @@ def example_config() -> None:
               help="Big model run locally (.tflite or folder); or use --cloud-endpoint.")
 @click.option("--cloud-endpoint", default=None, help="http://host:port of a server serving the big model.")
 @click.option("--cloud-name", default="big", show_default=True, help="Served model name at --cloud-endpoint.")
+@click.option("--auth-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --cloud-endpoint: file holding the server's bearer token (a server started with "
+                   "--auth-token-file).  [default: $MLKIT_AUTH_TOKEN_FILE, else none]")
 @click.option("--split", default="test", show_default=True, help="Split to report on.")
 @click.option("--tune-split", default="val", show_default=True,
               help="Split on which thresholds are chosen ('none' to choose on --split itself).")
@@ -108,12 +111,13 @@ def example_config() -> None:
               help="Writes joint_evaluation.json and sweep.png here.")
 @friendly
 def evaluate_cmd(data_root, videos, tune_videos, reuse, reuse_frames, edge_model, cloud_model, cloud_endpoint,
-                 cloud_name, split, tune_split, budget, limit, threads, out_dir) -> None:
+                 cloud_name, auth_token_file, split, tune_split, budget, limit, threads, out_dir) -> None:
     """mAP@0.5 of edge-only, cloud-only and joint; sweep every filter's threshold; plot mAP vs upload ratio.
 
     On a dataset (--data) or on labelled video clips (--video, with --tune-video and --reuse).
     """
     from mlkit.joint.evaluate import evaluate_on_dataset, evaluate_on_video, write_report
+    from mlkit.serving.auth import read_token_file, token_file_option
 
     if (cloud_model is None) == (cloud_endpoint is None):
         raise click.UsageError("give exactly one of --cloud-model and --cloud-endpoint")
@@ -121,15 +125,18 @@ def evaluate_cmd(data_root, videos, tune_videos, reuse, reuse_frames, edge_model
         raise click.UsageError("give either --data (a dataset folder) or --video (labelled clips), not both")
     if not videos and (tune_videos or reuse != "none"):
         raise click.UsageError("--tune-video and --reuse need --video: the images of a dataset are not a sequence")
+    token_file = token_file_option(auth_token_file) if cloud_endpoint is not None else None
+    token = None if token_file is None else read_token_file(token_file)
     if videos:
         result = evaluate_on_video(videos, edge_model, tune_videos=tune_videos, cloud_model=cloud_model,
                                    cloud_endpoint=cloud_endpoint, cloud_name=cloud_name, reuse=reuse,
-                                   reuse_frames=reuse_frames, upload_budget=budget, num_threads=threads)
+                                   reuse_frames=reuse_frames, upload_budget=budget, num_threads=threads,
+                                   cloud_token=token)
     else:
         result = evaluate_on_dataset(data_root, edge_model, cloud_model=cloud_model, cloud_endpoint=cloud_endpoint,
                                      cloud_name=cloud_name, split=split,
                                      tune_split=None if tune_split == "none" else tune_split, upload_budget=budget,
-                                     limit=limit, num_threads=threads)
+                                     limit=limit, num_threads=threads, cloud_token=token)
     js, png = write_report(result, out_dir)
     click.echo(result.table())
     click.echo(f"wrote {js} and {png}")

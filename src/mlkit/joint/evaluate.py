@@ -355,8 +355,9 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
 
 
 def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_endpoint: str | None, cloud_name: str,
-                num_threads: int):
-    """(edge predict, cloud predict): the edge model local, the cloud model local or served at ``cloud_endpoint``."""
+                num_threads: int, cloud_token: str | None = None):
+    """(edge predict, cloud predict): the edge model local, the cloud model local or served at ``cloud_endpoint``
+    (``cloud_token``: its bearer token, for a server started with ``--auth-token-file``)."""
     from mlkit.models.predict import open_detector
 
     if (cloud_model is None) == (cloud_endpoint is None):
@@ -374,7 +375,7 @@ def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_en
 
         # httpx logs every request at INFO, and KFP runs tasks at INFO: thousands of lines would bury the task log.
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
-        client = ServingClient(cloud_endpoint, cloud_name)
+        client = ServingClient(cloud_endpoint, cloud_name, token=cloud_token)
         client.wait_ready(30)
 
         def cloud_predict(ims):
@@ -389,12 +390,14 @@ def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_en
 def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_model: str | Path | None = None,
                         cloud_endpoint: str | None = None, cloud_name: str = "big", split: str = "test",
                         tune_split: str | None = "val", upload_budget: float = 0.3, limit: int | None = None,
-                        num_threads: int = 2, show_progress: bool = True) -> JointEvaluation:
+                        num_threads: int = 2, show_progress: bool = True,
+                        cloud_token: str | None = None) -> JointEvaluation:
     """Predict a dataset folder with the edge model (local TFLite) and the cloud model (local, or served at
     ``cloud_endpoint``), then ``evaluate_joint``; ``tune_split=None`` tunes on ``split`` itself."""
     from mlkit.data.layout import load_split
 
-    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads)
+    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads,
+                                              cloud_token)
 
     def load(name: str) -> Dataset:
         ds = load_split(data_root, name)
@@ -423,8 +426,8 @@ def _clips(videos: Sequence[str | Path], out: Path, show_progress: bool) -> tupl
 def evaluate_on_video(videos: Sequence[str | Path], edge_model: str | Path, *, tune_videos: Sequence[str | Path] = (),
                       cloud_model: str | Path | None = None, cloud_endpoint: str | None = None,
                       cloud_name: str = "big", reuse: str = "interpolate", reuse_frames: int = 8,
-                      upload_budget: float = 0.3, num_threads: int = 2, show_progress: bool = True
-                      ) -> JointEvaluation:
+                      upload_budget: float = 0.3, num_threads: int = 2, show_progress: bool = True,
+                      cloud_token: str | None = None) -> JointEvaluation:
     """``evaluate_joint`` on labelled video clips (``mlkit data video`` writes them): thresholds are tuned on
     ``tune_videos`` (default: the test clips themselves), and a frame that was not uploaded uses nearby answers
     as the worker does with ``reuse`` and ``reuse_frames``. The Keyframe filter joins the sweep."""
@@ -435,7 +438,8 @@ def evaluate_on_video(videos: Sequence[str | Path], edge_model: str | Path, *, t
     if not videos:
         raise MlkitError("give at least one labelled video to evaluate on")
     check_reuse(reuse, reuse_frames)
-    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads)
+    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads,
+                                              cloud_token)
     with tempfile.TemporaryDirectory(prefix="mlkit-joint-video-") as tmp:
         test, clips = _clips(videos, Path(tmp) / "test", show_progress)
         kw: dict = {}

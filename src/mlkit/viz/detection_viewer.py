@@ -146,15 +146,16 @@ class DetectionViewer(Viewer):
     @classmethod
     def from_endpoint(cls, url: str, model: str, images: str | Path | Dataset | Sequence[np.ndarray], *,
                       class_names: Sequence[str] | None = None, protocol: str = "v2", limit: int | None = None,
-                      score_threshold: float = 0.3, timeout: float = 10.0, title: str | None = None
-                      ) -> DetectionViewer:
-        """Ask the model server at ``url`` for each image shown (answers are cached)."""
+                      score_threshold: float = 0.3, timeout: float = 10.0, title: str | None = None,
+                      token: str | None = None) -> DetectionViewer:
+        """Ask the model server at ``url`` for each image shown (answers are cached); ``token``: the server's bearer
+        token, for a server started with ``--auth-token-file``."""
         from mlkit.client.http import ServingClient
 
         title = title if title is not None else f"{model} at {url}"
         try:
             frames = FrameImages(images)
-            client = ServingClient(url, model, protocol=protocol, timeout=timeout, retries=1)
+            client = ServingClient(url, model, protocol=protocol, timeout=timeout, retries=1, token=token)
         except MlkitError as exc:
             return cls._failed(str(exc), title)
         # Boxes down to 0.05 come back, so the slider can go lower than the default without asking again.
