@@ -64,6 +64,36 @@ def test_version_key_parses_and_names_the_versions(exported_model, tmp_path, h):
         repo.stop_all()
 
 
+def test_only_the_newest_versions_stay_loaded(exported_model, tmp_path, h):
+    import asyncio
+
+    from mlkit.serving.repository import TFLiteModelRepository
+
+    for v in (1, 2, 3):
+        h.make_version(tmp_path, "a", v, exported_model)
+    repo = TFLiteModelRepository(tmp_path, keep_versions=2)
+    repo.load_models()
+
+    async def publish_and_poll():
+        old = repo.get_model("a@2")
+        h.make_version(tmp_path, "a", 4, exported_model)
+        (tmp_path / "a" / "4" / "READY").touch()
+        added = await repo.poll_once()
+        await asyncio.gather(*repo._retiring)  # the old version is freed once its requests ended
+        return added, old
+
+    try:
+        assert sorted(repo.versions["a"]) == [2, 3]  # version 1 is on disk but never loaded
+        added, old = asyncio.run(publish_and_poll())
+        assert added == ["a@4"] and sorted(repo.versions["a"]) == [3, 4] and repo.served_version("a") == 4
+        assert not old.ready and repo.get_model("a@2") is None
+        assert asyncio.run(repo.poll_once()) == []  # an unloaded old version is not loaded again
+    finally:
+        repo.stop_all()
+    with pytest.raises(ValueError, match="keep_versions must be >= 1"):
+        TFLiteModelRepository(tmp_path, keep_versions=0)
+
+
 @pytest.mark.parametrize("live", [1, 2], indirect=True, ids=["1-instance", "2-instances"])
 def test_hot_reload_under_load_zero_failures(live, exported_model, images, h):
     server, repo = live

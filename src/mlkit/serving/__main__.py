@@ -8,7 +8,7 @@ import sys
 
 from mlkit.errors import MlkitError
 from mlkit.serving.auth import TOKEN_FILE_ENV, token_file_option
-from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
+from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
 from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB, DEFAULT_MODEL_CONTROL, MODEL_CONTROL_MODES
 
 
@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"0 = unbounded. [default: {DEFAULT_MAX_QUEUE}]")
     p.add_argument("--queue-timeout-ms", type=float, default=DEFAULT_QUEUE_TIMEOUT_MS,
                    help="Drop a request that waited longer than this for an interpreter (503); 0 = no deadline.")
+    p.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS,
+                   help=f"Newest versions of each model kept loaded (Triton's version policy 'latest'); older "
+                        f"ones are unloaded when a new one arrives. [default: {DEFAULT_KEEP_VERSIONS}]")
     p.add_argument("--max-payload-mb", type=float, default=DEFAULT_MAX_PAYLOAD_MB, help="Largest request body.")
     p.add_argument("--model-control", choices=MODEL_CONTROL_MODES, default=DEFAULT_MODEL_CONTROL,
                    help="As Triton's --model-control-mode. poll: load new version folders as they appear (hot "
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                    response_delay_ms=args.response_delay_ms, graph_config=args.graph_config,
                    graph_step=args.graph_step, access_log=args.access_log,
                    auth_token_file=token_file_option(args.auth_token_file), max_queue=args.max_queue,
-                   queue_timeout_ms=args.queue_timeout_ms)
+                   queue_timeout_ms=args.queue_timeout_ms, keep_versions=args.keep_versions)
     except MlkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

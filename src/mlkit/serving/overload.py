@@ -6,6 +6,8 @@ A request that finds its model's queue full is refused at once with ``ServerBusy
 retry with backoff. A request that waited in the queue longer than the deadline is dropped before it reaches
 the interpreter: its client has probably given up, and running it would only delay the requests behind it.
 
+Memory stays bounded too: only the newest ``DEFAULT_KEEP_VERSIONS`` versions of a model stay loaded.
+
 Prometheus (label ``model``): ``mlkit_queue_depth`` (requests waiting for an interpreter, decoding included) and
 ``mlkit_requests_rejected_total`` (label ``reason``: ``queue_full`` or ``deadline``).
 """
@@ -18,6 +20,10 @@ from prometheus_client import Counter, Gauge
 
 DEFAULT_MAX_QUEUE = 64  # requests waiting per model; 0 = unbounded
 DEFAULT_QUEUE_TIMEOUT_MS = 0.0  # 0 = no deadline
+# Versions kept loaded per model, newest first (Triton's version_policy "latest"): the served one and the one
+# before it, so a versioned request can still compare; older ones are unloaded, or a server that incremental
+# learning keeps publishing to grows without bound.
+DEFAULT_KEEP_VERSIONS = 2
 
 QUEUE_DEPTH = Gauge("mlkit_queue_depth", "Requests waiting for an interpreter (decoding or queued)", ["model"])
 REJECTED = Counter("mlkit_requests_rejected_total", "Requests refused because the server was busy",

@@ -23,6 +23,7 @@ from pathlib import Path
 from kserve.errors import InvalidInput, ModelNotFound
 from kserve.model_repository import ModelRepository
 
+from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS
 from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel, open_model
 
 log = logging.getLogger(__name__)
@@ -107,13 +108,18 @@ class TFLiteModelRepository(ModelRepository):
     ``model_kw``: what every model version is opened with (``TFLiteModel``'s keywords: threads, batching, queue).
     """
 
-    def __init__(self, models_dir: str | Path | None, *, poll_seconds: float = 2.0, **model_kw) -> None:
+    def __init__(self, models_dir: str | Path | None, *, poll_seconds: float = 2.0,
+                 keep_versions: int = DEFAULT_KEEP_VERSIONS, **model_kw) -> None:
+        if keep_versions < 1:
+            raise ValueError(f"keep_versions must be >= 1, got {keep_versions}")
         super().__init__(str(models_dir))
         self.root = Path(models_dir) if models_dir is not None else None  # None: only add_model_path() models
         self.model_paths: dict[str, Path] = {}  # name -> folder of version folders (pipeline configs)
         self.reserved: set[str] = set()  # names taken by pipelines: never loaded as models
         self.model_kw = model_kw
         self.poll_seconds = poll_seconds
+        self.keep_versions = keep_versions
+        self._retiring: set[asyncio.Task] = set()
         self.versions: dict[str, dict[int, TFLiteModel]] = {}
         self._failed: dict[Path, tuple | None] = {}  # folder -> file signature when loading failed
         self._seen: dict[Path, tuple | None] = {}  # folder -> signature at the previous poll
@@ -152,11 +158,26 @@ class TFLiteModelRepository(ModelRepository):
         self.model_paths[name] = Path(base_path)
 
     def _scan(self) -> dict[str, dict[int, Path]]:
+        """The newest ``keep_versions`` version folders of every model."""
         found = scan_versions(self.root) if self.root is not None else {}
         for name, base in self.model_paths.items():
             found[name] = {int(v.name): v for v in base.iterdir() if v.is_dir() and is_version_name(v.name)} \
                 if base.is_dir() else {}
-        return {n: v for n, v in found.items() if n not in self.reserved}
+        return {n: {v: versions[v] for v in sorted(versions)[-self.keep_versions:]}
+                for n, versions in found.items() if n not in self.reserved}
+
+    def _retire_old(self, name: str) -> None:
+        """Unload the loaded versions of ``name`` older than the newest ``keep_versions``, once their requests end."""
+        loaded = self.versions.get(name, {})
+        served = self.models.get(name)
+        for version in sorted(loaded)[:-self.keep_versions]:
+            if loaded[version] is served:
+                continue
+            model = loaded.pop(version)
+            log.info("unloading %s version %s (keeping the newest %d)", name, version, self.keep_versions)
+            task = asyncio.get_running_loop().create_task(model.retire())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def _open(self, name: str, version: int, folder: Path) -> TFLiteModel:
         model = open_model(name, folder, version=version, **self.model_kw)
@@ -255,6 +276,7 @@ class TFLiteModelRepository(ModelRepository):
                 model = await asyncio.to_thread(self._open, name, version, folder)
                 if model.ready:
                     self._register(name, model)
+                    self._retire_old(name)
                     added.append(versioned(name, version))
         return added
 

@@ -17,7 +17,7 @@ import click
 
 from mlkit.clitools import friendly
 from mlkit.errors import MlkitError
-from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
+from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
 
 # the interpreter options, shared by the foreground server, detached servers and the manifests
 _THREADS = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
@@ -41,6 +41,10 @@ _QUEUE_TIMEOUT = click.option("--queue-timeout-ms", type=click.FloatRange(min=0)
                               show_default=True,
                               help="Drop a request that waited longer than this for an interpreter (503); "
                                    "0 = no deadline.")
+_KEEP_VERSIONS = click.option("--keep-versions", type=click.IntRange(min=1), default=DEFAULT_KEEP_VERSIONS,
+                              show_default=True,
+                              help="Newest versions of each model kept loaded (Triton's version policy 'latest'); "
+                                   "older ones are unloaded when a new one arrives.")
 # the server's bearer token (the manifests take a Kubernetes Secret instead: --auth-secret)
 _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                                 help="File holding a bearer token: every route but health, readiness and /metrics "
@@ -64,6 +68,7 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
 @_INSTANCES
 @_MAX_QUEUE
 @_QUEUE_TIMEOUT
+@_KEEP_VERSIONS
 @click.option("--max-payload-mb", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
               help="Largest request body; bigger ones get 400.")
 @_MODEL_CONTROL
@@ -78,8 +83,8 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
 @click.pass_context
 @friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
-          max_queue, queue_timeout_ms, max_payload_mb, model_control, auth_token_file, poll_seconds, graph_config,
-          access_log) -> None:
+          max_queue, queue_timeout_ms, keep_versions, max_payload_mb, model_control, auth_token_file, poll_seconds,
+          graph_config, access_log) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
@@ -103,7 +108,7 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
                max_latency_ms=max_latency_ms, num_threads=threads, instances=instances, max_payload_mb=max_payload_mb,
                poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log,
                model_control=model_control, auth_token_file=token_file_option(auth_token_file),
-               max_queue=max_queue, queue_timeout_ms=queue_timeout_ms)
+               max_queue=max_queue, queue_timeout_ms=queue_timeout_ms, keep_versions=keep_versions)
 
 
 def _check_bindable(host: str, port: int, option: str) -> None:
@@ -145,6 +150,7 @@ def _check_bindable(host: str, port: int, option: str) -> None:
 @_INSTANCES
 @_MAX_QUEUE
 @_QUEUE_TIMEOUT
+@_KEEP_VERSIONS
 @_MODEL_CONTROL
 @_AUTH_TOKEN_FILE
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
@@ -152,7 +158,7 @@ def _check_bindable(host: str, port: int, option: str) -> None:
 @click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")
 @friendly
 def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
-              max_queue, queue_timeout_ms, model_control, auth_token_file, timeout, replace) -> None:
+              max_queue, queue_timeout_ms, keep_versions, model_control, auth_token_file, timeout, replace) -> None:
     """Start a detached server NAME (default: "default") that keeps running after this command."""
     from mlkit.serving import lifecycle
     from mlkit.serving.auth import token_file_option
@@ -161,7 +167,7 @@ def start_cmd(name, model_dir, http_port, grpc_port, host, max_batch_size, max_l
                             max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, threads=threads,
                             instances=instances, model_control=model_control,
                             auth_token_file=token_file_option(auth_token_file), timeout=timeout, replace=replace,
-                            max_queue=max_queue, queue_timeout_ms=queue_timeout_ms)
+                            max_queue=max_queue, queue_timeout_ms=queue_timeout_ms, keep_versions=keep_versions)
     click.echo(f"server {name!r} ready at {state.url} (gRPC {state.grpc_url}, pid {state.pid}, log {state.log})")
     models = _served_models(state.url, state.auth_token_file)
     if models == []:

@@ -41,7 +41,13 @@ from pathlib import Path
 from fastapi import Request  # at module level: FastAPI resolves the handlers' string annotations here
 
 from mlkit.errors import MlkitError
-from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, ServerBusy, check_limits
+from mlkit.serving.overload import (
+    DEFAULT_KEEP_VERSIONS,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_QUEUE_TIMEOUT_MS,
+    ServerBusy,
+    check_limits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -513,7 +519,8 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
                  watch: bool = True, enable_grpc: bool = True, response_delay_ms: float = 0.0,
                  graph_config: str | Path | None = None, graph_step: str | None = None, access_log: bool = False,
                  model_control: str = DEFAULT_MODEL_CONTROL, auth_token_file: str | Path | None = None,
-                 max_queue: int = DEFAULT_MAX_QUEUE, queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS):
+                 max_queue: int = DEFAULT_MAX_QUEUE, queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS,
+                 keep_versions: int = DEFAULT_KEEP_VERSIONS):
     """Load every model under ``model_dir`` and return a ready-to-``start()`` server (not started).
 
     ``model_control`` (one of ``MODEL_CONTROL_MODES``, as Triton's): ``poll`` watches the folder for new
@@ -526,7 +533,8 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
     of a KServe InferenceGraph. ``access_log``: log a line per request (off by default; see /metrics).
     ``auth_token_file``: a file holding a bearer token that every route but health, readiness and /metrics then
     requires (``mlkit.serving.auth``). ``max_queue`` (0: unbounded) and ``queue_timeout_ms`` (0: none): overload
-    protection per model version (``mlkit.serving.overload``).
+    protection per model version (``mlkit.serving.overload``). ``keep_versions``: how many of a model's newest
+    versions stay loaded (older ones are unloaded when a new one arrives).
     """
     from mlkit.serving.auth import read_token_file
     from mlkit.serving.repository import TFLiteModelRepository
@@ -542,8 +550,8 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
         raise MlkitError(f"max_batch_size must be >= 1, got {max_batch_size}")
     if max_latency_ms < 0 or max_payload_mb <= 0 or num_threads < 1 or poll_seconds <= 0:
         raise MlkitError("max_latency_ms must be >= 0, max_payload_mb and poll_seconds > 0, threads >= 1")
-    if instances < 1:
-        raise MlkitError(f"instances must be >= 1, got {instances}")
+    if instances < 1 or keep_versions < 1:
+        raise MlkitError(f"instances and keep_versions must be >= 1, got {instances} and {keep_versions}")
     if response_delay_ms < 0:
         raise MlkitError(f"response_delay_ms must be >= 0, got {response_delay_ms}")
     check_model_control(model_control)
@@ -556,7 +564,8 @@ def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 
         model_control = "none"
     repository = TFLiteModelRepository(model_dir, num_threads=num_threads, max_batch_size=max_batch_size,
                                        max_latency_ms=max_latency_ms, poll_seconds=poll_seconds, instances=instances,
-                                       max_queue=max_queue, queue_timeout_ms=queue_timeout_ms)
+                                       max_queue=max_queue, queue_timeout_ms=queue_timeout_ms,
+                                       keep_versions=keep_versions)
     server = _make_server_class()(repository, host=host, max_payload_bytes=int(max_payload_mb * 1024 * 1024),
                                   model_control=model_control, http_port=http_port, grpc_port=grpc_port,
                                   enable_grpc=enable_grpc, grace_period=2, enable_latency_logging=False,
@@ -611,7 +620,8 @@ class BackgroundServer:
 def entrypoint_command(host: str, http_port: int, grpc_port: int, *, max_batch_size: int, max_latency_ms: float,
                        threads: int, instances: int, model_control: str = DEFAULT_MODEL_CONTROL,
                        auth_token_file: str | Path | None = None, max_queue: int = DEFAULT_MAX_QUEUE,
-                       queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS) -> list[str]:
+                       queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS,
+                       keep_versions: int = DEFAULT_KEEP_VERSIONS) -> list[str]:
     """``python -m mlkit.serving`` with the options every local launcher passes (add the model folder etc.)."""
     check_model_control(model_control)
     auth = ["--auth-token-file", str(Path(auth_token_file).resolve())] if auth_token_file is not None else []
@@ -619,7 +629,7 @@ def entrypoint_command(host: str, http_port: int, grpc_port: int, *, max_batch_s
             "--grpc-port", str(grpc_port), "--max-batch-size", str(max_batch_size),
             "--max-latency-ms", str(max_latency_ms), "--threads", str(threads), "--instances", str(instances),
             "--model-control", model_control, "--max-queue", str(max_queue),
-            "--queue-timeout-ms", f"{queue_timeout_ms:g}", *auth]
+            "--queue-timeout-ms", f"{queue_timeout_ms:g}", "--keep-versions", str(keep_versions), *auth]
 
 
 def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
@@ -631,7 +641,8 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
                             cpus: set[int] | None = None, access_log: bool = False,
                             model_control: str = DEFAULT_MODEL_CONTROL,
                             auth_token_file: str | Path | None = None, max_queue: int = DEFAULT_MAX_QUEUE,
-                            queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS) -> BackgroundServer:
+                            queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS,
+                            keep_versions: int = DEFAULT_KEEP_VERSIONS) -> BackgroundServer:
     """Start a server on 127.0.0.1 (free ports) in a subprocess; returns once ``/v2/health/ready`` answers.
 
     ``cpus`` pins the server (every thread it will start) to those CPU numbers, Linux only: benchmarks use it to
@@ -644,7 +655,7 @@ def start_background_server(model_dir: str | Path | None, *, max_batch_size: int
     cmd = entrypoint_command("127.0.0.1", http_port, grpc_port, max_batch_size=max_batch_size,
                              max_latency_ms=max_latency_ms, threads=num_threads, instances=instances,
                              model_control=model_control, auth_token_file=auth_token_file,
-                             max_queue=max_queue, queue_timeout_ms=queue_timeout_ms)
+                             max_queue=max_queue, queue_timeout_ms=queue_timeout_ms, keep_versions=keep_versions)
     cmd += ["--max-payload-mb", str(max_payload_mb), "--poll-seconds", str(poll_seconds),
             "--response-delay-ms", str(response_delay_ms)]
     cmd += ["--model-dir", str(model_dir)] if model_dir is not None else []
