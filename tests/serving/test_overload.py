@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -67,6 +68,26 @@ def test_a_request_past_its_deadline_is_dropped_before_it_runs():
     assert first == [1]
     assert isinstance(late, ServerBusy) and late.kind == "deadline" and "--queue-timeout-ms" in str(late)
     assert ran == [[1]]  # the late request never reached the interpreter
+
+
+def test_with_a_deadline_a_request_that_would_wait_too_long_is_refused_at_once():
+    def run(payloads):
+        time.sleep(0.05 * len(payloads))
+        return payloads
+
+    async def go():
+        b = DynamicBatcher(run, model="unit-expected", max_batch_size=1, max_latency_ms=0, queue_timeout_ms=120)
+        await b.submit([0])  # times the interpreter: about 50 ms per request
+        t = time.perf_counter()
+        results = await asyncio.gather(*(b.submit([i]) for i in range(1, 6)), return_exceptions=True)
+        await b.close()
+        return results, time.perf_counter() - t
+
+    results, _ = asyncio.run(go())
+    assert results[:3] == [[1], [2], [3]]  # 0, 50 and 100 ms of work ahead of them: within the deadline
+    for refused in results[3:]:  # 150 and 200 ms ahead: refused when they arrived, not after waiting
+        assert isinstance(refused, ServerBusy) and refused.kind == "deadline"
+        assert "would wait about" in str(refused) and "--queue-timeout-ms" in str(refused)
 
 
 def test_queue_limits_are_validated():

@@ -19,8 +19,11 @@ parallel, as Triton's ``instance_group`` does: two single-thread interpreters ne
 thread barrier for a core that is busy decoding requests, as one two-thread interpreter does; a
 lone request then runs on one thread, so it is slower.
 
-``max_queue`` bounds the requests waiting in the queue: one more is refused at once with ``ServerBusy``;
-``queue_timeout_ms`` drops a request that waited longer before its batch runs (``mlkit.serving.overload``).
+``max_queue`` bounds the requests waiting in the queue: one more is refused at once with ``ServerBusy``.
+``queue_timeout_ms`` is a deadline on the wait: a request is refused at once when the requests ahead of it would
+take longer than that to run (from the recent interpreter time per request), and one that still waited longer
+is dropped before its batch runs (``mlkit.serving.overload``). Refusing at the door is what keeps a refusal fast
+and the accepted requests' latency bounded under any load.
 
 Prometheus histograms (default registry, served by KServe on ``/metrics``), label ``model``:
 ``mlkit_batch_queue_seconds`` (per request), ``mlkit_batch_compute_seconds`` and
@@ -95,6 +98,7 @@ class DynamicBatcher:
         self.arriving = arriving
         self.max_queue = int(max_queue)
         self.queue_timeout = float(queue_timeout_ms) / 1000.0
+        self.seconds_per_request: float | None = None  # interpreter time per request, smoothed over recent batches
         self.batches = 0  # merged batches run so far (handy in tests and logs)
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
@@ -123,10 +127,18 @@ class DynamicBatcher:
         """Requests waiting for an instance."""
         return (0 if self._queue is None else self._queue.qsize()) + (self._carry is not None)
 
+    def expected_wait(self, also_waiting: int = 0) -> float:
+        """Seconds a request arriving now would wait for an instance (0 until a batch has been timed)."""
+        ahead = self.queued + also_waiting + max(0, self._busy + 1 - self.instances)
+        return ahead * (self.seconds_per_request or 0.0) / self.instances
+
     def check_room(self, also_waiting: int = 0) -> None:
-        """Raise ``ServerBusy`` when the queue, with ``also_waiting`` requests on their way to it, is full."""
+        """Raise ``ServerBusy`` when the queue, with ``also_waiting`` requests on their way to it, is full, or when
+        the requests ahead would outlast the queue deadline."""
         if self.max_queue and self.queued + also_waiting >= self.max_queue:
             raise queue_full(self.model, self.max_queue)
+        if self.queue_timeout and (wait := self.expected_wait(also_waiting)) > self.queue_timeout:
+            raise past_deadline(self.model, wait, self.queue_timeout, expected=True)
 
     async def submit(self, payload: Any, *, inline: bool = False) -> Any:
         """Queue one request and wait for its own result (``inline``: see the module's docstring)."""
@@ -169,6 +181,9 @@ class DynamicBatcher:
             return [exc] * len(payloads)
 
     def _record(self, waits: list[float], size: int, seconds: float) -> None:
+        per_request = seconds / max(1, len(waits))
+        old = self.seconds_per_request
+        self.seconds_per_request = per_request if old is None else 0.8 * old + 0.2 * per_request
         q_hist, c_hist, s_hist = self._metrics
         for wait in waits:
             q_hist.observe(wait)

@@ -5,6 +5,8 @@ A request that finds its model's queue full is refused at once with ``ServerBusy
 ``Retry-After`` header, gRPC UNAVAILABLE. Both are what mlkit's clients (and most HTTP and gRPC clients)
 retry with backoff. A request that waited in the queue longer than the deadline is dropped before it reaches
 the interpreter: its client has probably given up, and running it would only delay the requests behind it.
+With a deadline, a request that would wait longer than it (the requests ahead of it times the recent interpreter
+time per request) is refused at the door instead, so refusals stay fast.
 
 Memory stays bounded too: only the newest ``DEFAULT_KEEP_VERSIONS`` versions of a model stay loaded.
 
@@ -48,11 +50,13 @@ def queue_full(model: str, limit: int) -> ServerBusy:
                       f"(server option --max-queue); retry after a short wait")
 
 
-def past_deadline(model: str, waited_s: float, timeout_s: float) -> ServerBusy:
+def past_deadline(model: str, waited_s: float, timeout_s: float, expected: bool = False) -> ServerBusy:
+    """``waited_s``: how long the request waited, or with ``expected`` how long it would have to."""
     REJECTED.labels(model=model, reason="deadline").inc()
-    return ServerBusy(model, "deadline", f"model {model} is busy: the request waited {waited_s * 1000:.0f} ms in "
-                      f"the queue, longer than its deadline of {timeout_s * 1000:.0f} ms (server option "
-                      f"--queue-timeout-ms); it was not run")
+    wait = f"would wait about {waited_s * 1000:.0f} ms" if expected else f"waited {waited_s * 1000:.0f} ms"
+    return ServerBusy(model, "deadline", f"model {model} is busy: the request {wait} in the queue, longer than its "
+                      f"deadline of {timeout_s * 1000:.0f} ms (server option --queue-timeout-ms); it was not run",
+                      retry_after_s=waited_s)
 
 
 def check_limits(max_queue: int, queue_timeout_ms: float) -> None:
