@@ -97,7 +97,8 @@ async def soak(server, model: str, requests: int, concurrency: int, bad_share: f
         grpc_requests = [g.build([im]) for im in images]
     jpeg = rest["v2"][0][0][-2000:]
     paths = {"v1": f"/v1/models/{model}:predict", "v2": f"/v2/models/{model}/infer"}
-    counter = iter(range(requests))
+    valid = requests - int(requests * bad_share)
+    counter = iter(range(valid))
     out = {"valid": 0, "valid_errors": [], "bad": 0, "bad_not_400": [], "latency": [], "versions": set()}
 
     async with aiohttp.ClientSession(server.url, connector=aiohttp.TCPConnector(limit=concurrency),
@@ -119,17 +120,8 @@ async def soak(server, model: str, requests: int, concurrency: int, bad_share: f
                     version = json.loads(text).get("model_version") or ""
                 return r.status, text[:200] if r.status != 200 else version
 
-        async def worker(w: int) -> None:
-            bad_kind = 0
+        async def worker() -> None:
             for i in counter:
-                if w == 0 and (i * 7919) % 1000 < bad_share * concurrency * 1000:  # the bad client
-                    protocol, body, headers = garbage(model, jpeg, bad_kind % 6)
-                    bad_kind += 1
-                    status, detail = await send(protocol, body, headers)
-                    out["bad"] += 1
-                    if status not in (400, "INVALID_ARGUMENT"):
-                        out["bad_not_400"].append((protocol, status, detail))
-                    continue
                 protocol = PROTOCOLS[i % 3]
                 body, headers = (grpc_requests[i % len(grpc_requests)], {}) if protocol == "grpc" \
                     else rest[protocol][i % len(rest[protocol])]
@@ -145,8 +137,21 @@ async def soak(server, model: str, requests: int, concurrency: int, bad_share: f
                 elif detail:
                     out["versions"].add(detail)
 
+        async def bad_client() -> None:
+            """One client whose every request is garbage, one per ``1 / bad_share`` requests of the others."""
+            every, kind = max(1, round(1 / bad_share)), 0
+            while out["valid"] < valid:
+                while out["valid"] < (kind + 1) * every and out["valid"] < valid:
+                    await asyncio.sleep(0.002)
+                protocol, body, headers = garbage(model, jpeg, kind % 6)
+                kind += 1
+                status, detail = await send(protocol, body, headers)
+                out["bad"] += 1
+                if status not in (400, "INVALID_ARGUMENT"):
+                    out["bad_not_400"].append((protocol, status, detail))
+
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        await asyncio.gather(bad_client(), *(worker() for _ in range(concurrency - 1)))
         out["wall"] = time.perf_counter() - t0
     return out
 
@@ -205,6 +210,8 @@ def main() -> None:
     print(f"versions published: {publisher.published}, versions seen in v2 answers: {len(result['versions'])}")
     print(f"server RSS: settled {settled:.0f} MB, end {rss[-1]:.0f} MB ({rss[-1] / settled - 1:+.1%}), "
           f"max {max(rss):.0f} MB ({max(rss) / settled - 1:+.1%}); {len(rss)} samples")
+    deciles = [rss[min(len(rss) - 1, k * len(rss) // 10)] for k in range(10)] + [rss[-1]]
+    print("RSS at each tenth of the run (MB): " + " ".join(f"{mb:.0f}" for mb in deciles))
     print(f"tracebacks in the server log: {log_text.count('Traceback')}")
 
 

@@ -166,9 +166,12 @@ class TFLiteModel(Model):
         end = loop.time() + timeout
         while self.inflight and loop.time() < end:
             await asyncio.sleep(0.02)
+        self.ready = False
         if self.batcher is not None:
             await self.batcher.close()
-        self.ready = False
+        # The batcher's runners hold this model: without breaking the cycle, the interpreters wait for a full
+        # garbage collection, and a server that keeps receiving versions grows meanwhile.
+        self.batcher = self.runtime = None
 
     @staticmethod
     def input_hw(runtime: Any) -> tuple[int, int]:
