@@ -27,3 +27,37 @@ def little_cloud(tmp_path_factory):
     server = start_background_server(root / "repo", log_path=root / "server.log")
     yield server
     server.stop()
+
+
+TEST_TOKEN = "test-token-0123456789"  # the bearer token of the protected servers the tests start
+
+
+@pytest.fixture(scope="module")
+def auth_token() -> str:
+    return TEST_TOKEN
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory, auth_token) -> Path:
+    """A file holding ``auth_token``, as a server's ``--auth-token-file`` (a trailing newline, as editors write)."""
+    path = tmp_path_factory.mktemp("auth") / "token"
+    path.write_text(auth_token + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def start_protected(token_file, tmp_path_factory):
+    """``start_protected(repo)``: a background server on ``repo`` that requires the token in ``token_file``,
+    stopped when the test module ends."""
+    from mlkit.serving.server import start_background_server
+
+    handles = []
+
+    def start(repo):
+        handles.append(start_background_server(repo, auth_token_file=token_file,
+                                                log_path=tmp_path_factory.mktemp("log") / "server.log"))
+        return handles[-1]
+
+    yield start
+    for handle in handles:
+        handle.stop()

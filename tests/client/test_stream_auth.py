@@ -9,24 +9,10 @@ from click.testing import CliRunner
 
 from mlkit.cli import main
 
-TOKEN = "stream-token-0123456789"
-
 
 @pytest.fixture(scope="module")
-def token_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("auth") / "token"
-    path.write_text(TOKEN + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def auth_server(model_repo, token_file, tmp_path_factory):
-    from mlkit.serving.server import start_background_server
-
-    handle = start_background_server(model_repo, auth_token_file=token_file,
-                                     log_path=tmp_path_factory.mktemp("log") / "server.log")
-    yield handle
-    handle.stop()
+def auth_server(model_repo, start_protected):
+    return start_protected(model_repo)
 
 
 def run(*args):
@@ -36,14 +22,14 @@ def run(*args):
     return result
 
 
-def test_stream_with_the_token_file(auth_server, token_file, clip, tmp_path):
+def test_stream_with_the_token_file(auth_server, token_file, auth_token, clip, tmp_path):
     out = tmp_path / "out"
     r = run("--source", clip, "--endpoint", auth_server.url, "--model", "little", "--fast", "--no-progress",
             "--output", out, "--auth-token-file", token_file)
     assert r.exit_code == 0, r.output
     assert len((out / "results.jsonl").read_text().splitlines()) == 36
     summary = (out / "summary.json").read_text()
-    assert TOKEN not in summary and "token" not in json.loads(summary)["config"]  # results are not secret
+    assert auth_token not in summary and "token" not in json.loads(summary)["config"]  # results are not secret
 
 
 def test_stream_without_or_with_a_wrong_token_is_one_clear_line(auth_server, clip, tmp_path):

@@ -13,38 +13,25 @@ from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudConfig
 from tests.joint.conftest import joint_spec, run_worker
 
-TOKEN = "cloud-token-0123456789"
 CLOUD_ONLY = {"method": "CloudOnly", "param": {}}
 EVERY_FRAME = {"name": "Uncertainty", "parameters": [{"key": "threshold_uncertainty", "value": "0.0"}]}
 
 
 @pytest.fixture(scope="module")
-def token_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("auth") / "token"
-    path.write_text(TOKEN + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def auth_cloud(cloud_repo, token_file, tmp_path_factory):
-    from mlkit.serving.server import start_background_server
-
-    handle = start_background_server(cloud_repo, auth_token_file=token_file,
-                                     log_path=tmp_path_factory.mktemp("log") / "cloud.log")
-    yield handle
-    handle.stop()
+def auth_cloud(cloud_repo, start_protected):
+    return start_protected(cloud_repo)
 
 
 def config(url: str, n: int, **kw) -> CloudConfig:
     return CloudConfig(url, "big", timeout_s=60, score_threshold=0.05, max_in_flight=n, **kw)
 
 
-def test_the_cloud_client_sends_the_token(edge_model, frames, auth_cloud):
-    with CloudClient(config(auth_cloud.url, len(frames), token=TOKEN)) as cloud:
+def test_the_cloud_client_sends_the_token(edge_model, frames, auth_cloud, auth_token):
+    with CloudClient(config(auth_cloud.url, len(frames), token=auth_token)) as cloud:
         results, stats = run_worker(edge_model, frames, cloud, CLOUD_ONLY)
     assert all(r.source == "cloud" and r.fallback is None for r in results)
     assert stats["cloud_results"] == len(frames)
-    assert TOKEN not in repr(config(auth_cloud.url, 1, token=TOKEN))
+    assert auth_token not in repr(config(auth_cloud.url, 1, token=auth_token))
 
 
 def test_without_the_token_every_frame_keeps_its_edge_result_and_says_why(frames, auth_cloud):
