@@ -58,7 +58,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="Interpreter threads per model.")
     args = p.parse_args()
 
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     graph = Graph.load(args.config, num_threads=args.threads)
     pipeline = graph.pipeline(args.pipeline)

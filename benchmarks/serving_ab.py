@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from serving import load, model_sized, repo_from_models, sequential, test_images
@@ -44,9 +43,7 @@ class Server:
     """``python -m mlkit.serving`` from ``src`` (a checkout's src folder) on free ports."""
 
     def __init__(self, label: str, src: Path, repo: Path, args: list[str], log: Path) -> None:
-        import httpx
-
-        from mlkit.serving.server import free_port
+        from mlkit.serving.server import free_port, wait_ready
 
         self.label, self.port = label, free_port()
         env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1"}
@@ -55,16 +52,7 @@ class Server:
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
-        for _ in range(300):
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{label} server exited: see {log}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"{label} server not ready: see {log}")
+        wait_ready(self.proc, self.url, log, 60, f"the {label} server")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -52,8 +52,8 @@ def prediction_grid(summary: dict, out_path: Path, count: int = 3, variant: str 
     """Ground truth and little/big predictions side by side for a few test images."""
     from mlkit.data.dataset import write_rgb
     from mlkit.data.layout import load_split
+    from mlkit.imaging import draw_detections, draw_ground_truth, image_grid
     from mlkit.models.predict import TFLiteDetector
-    from mlkit.viz.draw import draw_detections, draw_ground_truth, image_grid
 
     test = load_split(summary["dataset"], "test")
     dets = {name: TFLiteDetector(Path(m["tflite"]) / variant / "model.tflite") for name, m in summary["models"].items()}

@@ -52,7 +52,7 @@ def test_the_committed_config_is_the_demo_config_and_names_existing_models():
 def test_the_committed_ensemble_is_accurate_on_new_scenes(scenes):
     from mlkit.models.classifier import extract_crops
     from mlkit.serving.graph.demo import AVERAGE_PIPELINE, PIPELINE
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     x, y = extract_crops(scenes, show_progress=False)
     with Graph.load(DEMO / "config.json") as g:

@@ -49,7 +49,7 @@ def seed_models(tiny_exports, tmp_path_factory):
 
 
 def test_the_seed_example_loads_once_its_model_paths_are_replaced(seed_models, images, direct, tmp_path):
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     cfg = json.loads(SEED_COPY.read_text())
     for item in cfg["model_config_list"]:  # the only change: where the models are
@@ -68,7 +68,7 @@ def test_the_seed_example_loads_once_its_model_paths_are_replaced(seed_models, i
 
 def test_the_seed_with_its_original_tensor_names_is_refused_naming_the_item(tiny_exports, tmp_path):
     """Paths replaced but models that do not have the seed's tensor names: a clear load-time error."""
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     cfg = json.loads(SEED_COPY.read_text())
     for item in cfg["model_config_list"]:
@@ -170,7 +170,7 @@ def test_a_node_reading_the_request_and_a_node_cannot_become_a_step():
 
 def test_data_that_skips_levels_is_forwarded_by_the_steps_in_between(tmp_path):
     """c (level 2) reads a (level 0) and the pipeline outputs a: b's step carries a's output along."""
-    from mlkit.serving.graph.serving import Graph, attach_graph
+    from mlkit.serving.graph.loading import Graph, attach_graph
     from mlkit.serving.repository import TFLiteModelRepository
 
     path = tmp_path / "config.json"
@@ -207,7 +207,7 @@ def test_absolute_base_paths_cannot_be_shipped(config_dir, tmp_path):
 def test_steps_chained_like_the_router_give_the_pipeline_answer(config_dir, images, direct):
     """What KServe's router does, in-process: level 0 steps get the client body, their answers are merged as
     {stepName: response}, the argmax step gets that merge; its answer is the graph's answer."""
-    from mlkit.serving.graph.serving import attach_graph
+    from mlkit.serving.graph.loading import attach_graph
     from mlkit.serving.repository import TFLiteModelRepository
 
     def step(node):

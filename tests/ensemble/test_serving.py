@@ -64,7 +64,7 @@ def test_v1_pipeline(server, images, direct):
 
 
 def test_v2_rest_pipeline_json_and_binary(server, images, direct):
-    from mlkit.serving.payload import serialize_bytes
+    from mlkit.v2codec import serialize_bytes
 
     want = expected_label(direct, images)
     body = {"inputs": [{"name": "image", "shape": [len(images)], "datatype": "BYTES", "data": [_b64(im)
@@ -205,7 +205,7 @@ def test_a_new_model_version_reaches_the_pipelines_without_a_restart(config_dir,
 
     from ensemble_helpers import copy_version
 
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     folder = tmp_path / "ensemble"
     shutil.copytree(config_dir, folder)
@@ -222,7 +222,7 @@ def test_graph_run_works_inside_a_running_event_loop_and_names_missing_models(co
     import json
 
     from mlkit.errors import MlkitError
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     with Graph.load(config_dir / "config.json") as g:
         async def notebook_cell():  # Jupyter runs cells inside an event loop

@@ -105,7 +105,7 @@ def _v2_binary(images: list[np.ndarray], params: dict | None = None) -> tuple[by
     """A v2 REST body with a binary BYTES tensor of PNG images (and its headers)."""
     import orjson
 
-    from mlkit.serving.payload import serialize_bytes
+    from mlkit.v2codec import serialize_bytes
 
     raw = serialize_bytes([_png(im) for im in images])
     head = orjson.dumps({"inputs": [{"name": "image", "shape": [len(images)], "datatype": "BYTES",

@@ -255,9 +255,9 @@ def _send_together(url: str, requests: list[tuple[bytes, dict]], path: str) -> l
 def test_concurrent_model_sized_pixel_requests_are_merged(model_repo, detector, images, h, tmp_path):
     # Model-sized UINT8 tensors need no decoding, so each one used to reach the model alone and run inline.
     from mlkit.client.http import ServingClient
-    from mlkit.client.v2codec import v2_detections
     from mlkit.models.postprocess import letterbox
     from mlkit.serving.server import start_background_server
+    from mlkit.v2codec import v2_detections
 
     meta = detector.meta
     many = [letterbox(images[i % len(images)], meta.input_width, meta.input_height)[0] for i in range(8)]

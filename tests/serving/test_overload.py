@@ -155,10 +155,12 @@ def test_a_busy_server_answers_503_with_retry_after_and_counts_it(big_repo, big_
 
 
 def test_a_busy_server_answers_grpc_unavailable(big_repo, big_pixels, tmp_path):
+    # REST clients keep the one-request queue full (each resends as soon as it is answered or refused); gRPC
+    # calls made meanwhile find it full.
     import grpc
 
     from mlkit.client.grpc import GRPCServingClient
-    from mlkit.client.http import ServingError
+    from mlkit.client.http import ServingClient, ServingError
     from mlkit.serving.server import start_background_server
 
     def outcome(call):
@@ -172,14 +174,34 @@ def test_a_busy_server_answers_grpc_unavailable(big_repo, big_pixels, tmp_path):
             assert "UNAVAILABLE" in str(exc) and "--max-queue" in str(exc)
             return "UNAVAILABLE"
 
+    stop = threading.Event()
     with start_background_server(big_repo, log_path=tmp_path / "server.log", max_queue=1) as server, \
-            GRPCServingClient(server.grpc_url, "big", encoding="raw", retries=0) as client, \
-            concurrent.futures.ThreadPoolExecutor(16) as pool:
-        stub, request = client._stub, client.build(list(big_pixels))
-        raw = list(pool.map(lambda _: outcome(lambda: stub.ModelInfer(request, timeout=60)), range(16)))
-        mlkit = list(pool.map(lambda _: outcome(lambda: client.predict(list(big_pixels))), range(16)))
+            GRPCServingClient(server.grpc_url, "big", encoding="raw", retries=0) as client:
+        with ServingClient("http://unused", "big", encoding="raw") as builder:
+            _, headers, body = builder.build(list(big_pixels))
+
+        def pressure() -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                while not stop.is_set():
+                    http.post("/v2/models/big/infer", content=body, headers=headers)
+
+        threads = [threading.Thread(target=pressure, daemon=True) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 30
+            while _sample(server.url, 'mlkit_requests_rejected_total{model="big",reason="queue_full"}') < 1:
+                assert time.monotonic() < deadline, "the REST clients never filled the queue"
+                time.sleep(0.05)
+            request = client.build(list(big_pixels[:1]))
+            raw = [outcome(lambda: client._stub.ModelInfer(request, timeout=60)) for _ in range(10)]
+            mlkit = [outcome(lambda: client.predict(list(big_pixels[:1]))) for _ in range(10)]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
     assert set(raw) <= {"OK", "UNAVAILABLE"} and set(mlkit) <= {"OK", "UNAVAILABLE"}, (raw, mlkit)
-    assert "OK" in raw + mlkit and "UNAVAILABLE" in raw + mlkit, (raw, mlkit)
+    assert "UNAVAILABLE" in raw and "UNAVAILABLE" in mlkit, (raw, mlkit)
 
 
 def test_requests_past_the_queue_deadline_get_503(big_repo, big_pixels, tmp_path):

@@ -10,7 +10,8 @@ import pytest
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from mlkit.serving.predictor import TFLiteDetectorModel, v2_detections
+from mlkit.serving.predictor import TFLiteDetectorModel
+from mlkit.v2codec import v2_detections
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,8 @@ def test_v2_uint8_tensor_padded_outputs(h, model, detector, images):
     out = {o.name: o for o in resp.outputs}
     assert out["boxes"].shape == [2, 100, 4] and out["classes"].datatype == "INT32"
     assert resp.model_version == "1"
-    for got, want in zip(v2_detections(resp), detector.predict(list(batch), score_threshold=h.SCORE), strict=True):
+    expected = detector.predict(list(batch), score_threshold=h.SCORE)
+    for got, want in zip(v2_detections(resp.to_rest()[0]), expected, strict=True):
         assert h.same(got, want)
 
 

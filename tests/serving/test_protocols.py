@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from mlkit.serving.predictor import v2_detections
+from mlkit.v2codec import v2_detections
 
 
 def test_v1_b64_png(server, detector, images, h):

@@ -47,8 +47,8 @@ def test_from_dataset_counts_threshold_toggles_and_ground_truth(scenes, scene_pr
 
 
 def test_ground_truth_is_white_and_predictions_use_class_colours(scenes):
+    from mlkit.imaging import PALETTE
     from mlkit.viz import DetectionViewer
-    from mlkit.viz.draw import PALETTE
 
     rec = scenes[0]
     label = int(rec.labels[0])

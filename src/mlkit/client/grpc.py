@@ -12,6 +12,7 @@ import numpy as np
 from mlkit.client.http import ServingError, auth_headers, encode_image, retry_delay
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
+from mlkit.v2codec import detections_from_arrays, grpc_output_arrays, serialize_bytes
 
 RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -57,8 +58,6 @@ class GRPCServingClient:
             tensor.datatype, tensor.shape[:] = "UINT8", list(arr.shape)
             req.raw_input_contents.append(arr.tobytes())
         else:
-            from mlkit.serving.payload import serialize_bytes
-
             tensor.datatype, tensor.shape[:] = "BYTES", [len(images)]
             req.raw_input_contents.append(serialize_bytes([encode_image(im, self.encoding, self.jpeg_quality)
                                                            for im in images]))
@@ -78,12 +77,11 @@ class GRPCServingClient:
 
     def predict(self, images: Sequence[np.ndarray], score_threshold: float | None = None,
                 iou_threshold: float | None = None) -> list[Detections]:
-        from kserve.protocol.infer_type import InferResponse
-
-        from mlkit.serving.predictor import v2_detections
-
         response = self.infer(self.build(images, score_threshold, iou_threshold))
-        return v2_detections(InferResponse.from_grpc(response))
+        try:
+            return detections_from_arrays(grpc_output_arrays(response))
+        except (ValueError, MlkitError) as exc:
+            raise ServingError(f"gRPC {self.target} {self.model}: malformed answer ({exc})") from None
 
     def close(self) -> None:
         self._channel.close()

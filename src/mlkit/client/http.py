@@ -20,6 +20,7 @@ import numpy as np
 
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
+from mlkit.imaging import encode_image  # noqa: F401 - part of the client API too (mlkit.client.encode_image)
 
 RETRY_STATUS = (502, 503, 504)
 MAX_RETRY_WAIT_S = 5.0
@@ -44,20 +45,6 @@ class ServingError(MlkitError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-def encode_image(image: np.ndarray, encoding: str = "jpeg", quality: int = 90) -> bytes:
-    """RGB uint8 [H, W, 3] -> JPEG or PNG bytes."""
-    import cv2
-
-    image = np.ascontiguousarray(image)  # OpenCV refuses strided views (crops, flipped arrays)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise MlkitError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
-    ext, params = (".png", []) if encoding == "png" else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
-    if not ok:
-        raise MlkitError(f"could not encode the image as {encoding}")
-    return buf.tobytes()
 
 
 def auth_headers(token: str | None) -> dict:
@@ -115,7 +102,7 @@ class _Base:
             if params:
                 body["parameters"] = params
             return body, {}, b""
-        from mlkit.client.v2codec import serialize_bytes
+        from mlkit.v2codec import serialize_bytes
 
         if self.encoding == "raw":
             arr = np.stack([np.asarray(im, np.uint8) for im in images])
@@ -142,7 +129,7 @@ class _Base:
         data = response.json()
         if self.protocol == "v1":
             return [Detections.from_list(p) for p in data["predictions"]]
-        from mlkit.client.v2codec import v2_detections
+        from mlkit.v2codec import v2_detections
 
         return v2_detections(data)
 

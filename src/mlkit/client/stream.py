@@ -176,7 +176,7 @@ class AnnotatedVideo:
     def write(self, image: np.ndarray, det: Detections) -> None:
         import cv2
 
-        from mlkit.viz.draw import draw_detections
+        from mlkit.imaging import draw_detections
 
         if self._writer is None:
             h, w = image.shape[:2]

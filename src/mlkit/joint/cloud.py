@@ -110,7 +110,7 @@ def encode_upload(rgb, jpeg_quality: int, max_hw: tuple[int, int] | None = None)
 
     Returns (JPEG, (width, height) sent).
     """
-    from mlkit.joint.worker import encode_jpeg
+    from mlkit.imaging import encode_jpeg
 
     if max_hw is not None:
         rgb = shrink_to_fit(rgb, *max_hw)
@@ -311,7 +311,7 @@ class CloudClient:
             if params:
                 body["parameters"] = params
             return f"v1/models/{c.model}:predict", {"json": body}
-        from mlkit.client.v2codec import binary_request
+        from mlkit.v2codec import binary_request
 
         headers, content = binary_request(jpegs, params)
         return f"v2/models/{c.model}/infer", {"data": content, "headers": headers}
@@ -320,7 +320,7 @@ class CloudClient:
         if self.config.protocol == "v1":
             dets = [Detections.from_list(pred) for pred in data["predictions"]]
         else:
-            from mlkit.client.v2codec import v2_detections
+            from mlkit.v2codec import v2_detections
 
             dets = v2_detections(data)
         if len(dets) != n:

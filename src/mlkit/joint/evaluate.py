@@ -270,7 +270,7 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
     from tqdm.auto import tqdm
 
     from mlkit.evaluation.coco_map import coco_map
-    from mlkit.joint.worker import encode_jpeg
+    from mlkit.imaging import encode_jpeg
     from mlkit.mining import build_filter
 
     if len(test) == 0:

@@ -76,7 +76,7 @@ class OutputWriter:
             self._jsonl = open(config.results_jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def _draw(self, image: np.ndarray, det: Detections) -> np.ndarray:
-        from mlkit.viz.draw import draw_detections
+        from mlkit.imaging import draw_detections
 
         return draw_detections(image, det.filter(self.config.display_threshold), self.class_names)
 

@@ -101,12 +101,6 @@ class _Pending:
     future: Any  # concurrent.futures.Future[CloudOutcome] | None
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    from mlkit.client.http import encode_image
-
-    return encode_image(rgb, "jpeg", quality)
-
-
 class JointWorker:
     """``run(frames)`` yields one ``FrameResult`` per frame, in order.
 

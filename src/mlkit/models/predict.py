@@ -88,7 +88,10 @@ class DetectorMeta:
 class _Base:
     meta: DetectorMeta
 
-    def _prepare(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+    # prepare -> raw -> finish: the runtime interface the server's batcher drives (it runs ``raw`` on many
+    # requests' images at once, then finishes each request's slice).
+    def prepare(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
+        """The images letterboxed into one uint8 batch at the model's input size, and each one's letterbox."""
         m = self.meta
         batch = np.empty((len(images), m.input_height, m.input_width, 3), np.uint8)
         lbs = []
@@ -99,8 +102,9 @@ class _Base:
             lbs.append(lb)
         return batch, lbs
 
-    def _finish(self, reg: np.ndarray, scores: np.ndarray, lbs: list[Letterbox], score_threshold: float | None,
-                iou_threshold: float | None) -> list[Detections]:
+    def finish(self, reg: np.ndarray, scores: np.ndarray, lbs: list[Letterbox], score_threshold: float | None,
+               iou_threshold: float | None) -> list[Detections]:
+        """Boxes in original-image pixels from ``raw``'s outputs for the images ``lbs`` letterboxed (NMS applied)."""
         m = self.meta
         st = m.score_threshold if score_threshold is None else score_threshold
         it = m.iou_threshold if iou_threshold is None else iou_threshold
@@ -117,9 +121,9 @@ class _Base:
                 iou_threshold: float | None = None) -> list[Detections]:
         if len(images) == 0:
             return []
-        batch, lbs = self._prepare(images)
+        batch, lbs = self.prepare(images)
         reg, scores = self.raw(batch)
-        return self._finish(reg, scores, lbs, score_threshold, iou_threshold)
+        return self.finish(reg, scores, lbs, score_threshold, iou_threshold)
 
     def raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

@@ -90,14 +90,14 @@ class BearerAuth:
         header = next((value for name, value in headers if name == b"authorization"), None)
         reason = check_authorization(header, self.token)
         if reason is not None:
-            log.warning("401 %s %s: %s", scope.get("method", ""), scope["path"], _short(reason))
+            log.warning("401 %s %s: %s", scope.get("method", ""), scope["path"], short_reason(reason))
             return await _refuse(send, reason)
         # The app and the models get the request without the credential (nothing downstream can log it).
         scope = {**scope, "headers": [(n, v) for n, v in headers if n != b"authorization"]}
         return await self.app(scope, receive, send)
 
 
-def _short(reason: str) -> str:
+def short_reason(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
@@ -110,34 +110,3 @@ async def _refuse(send, reason: str) -> None:
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"www-authenticate", challenge)]})
     await send({"type": "http.response.body", "body": body})
-
-
-def make_grpc_interceptor(token: str):
-    """A ``grpc.aio.ServerInterceptor`` refusing calls without the token (UNAUTHENTICATED), health calls aside."""
-    import grpc
-    from grpc.aio import ServerInterceptor
-
-    expected = token.encode()
-
-    def refusal(handler, reason: str):
-        async def abort(request, context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
-
-        # every method of KServe's v2 service is unary-unary; keep its deserializer so the call reads normally
-        return grpc.unary_unary_rpc_method_handler(abort, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
-
-    class BearerAuthInterceptor(ServerInterceptor):
-        async def intercept_service(self, continuation, handler_call_details):
-            method = handler_call_details.method.rsplit("/", 1)[-1]
-            handler = await continuation(handler_call_details)
-            if handler is None or method in OPEN_GRPC_METHODS:
-                return handler
-            metadata = dict(handler_call_details.invocation_metadata or ())
-            reason = check_authorization(metadata.get("authorization"), expected)
-            if reason is None:
-                return handler
-            log.warning("gRPC UNAUTHENTICATED %s: %s", method, _short(reason))
-            return refusal(handler, reason)
-
-    return BearerAuthInterceptor()

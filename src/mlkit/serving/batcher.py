@@ -43,7 +43,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
-from mlkit.serving.overload import QUEUE_DEPTH, check_limits, past_deadline, queue_full
+from mlkit.serving.overload import check_limits, past_deadline, queue_depth, queue_full
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class DynamicBatcher:
                            for i in range(len(runners))]
         self._metrics = (QUEUE_SECONDS.labels(model=model), COMPUTE_SECONDS.labels(model=model),
                          BATCH_SIZE.labels(model=model))
-        self._depth = QUEUE_DEPTH.labels(model=model)
+        self._depth = queue_depth(model)
 
     @property
     def instances(self) -> int:

@@ -20,7 +20,7 @@ from kserve.protocol.infer_type import InferOutput
 from mlkit.errors import MlkitError
 from mlkit.models.postprocess import letterbox
 from mlkit.models.quantize import from_output, to_input
-from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, Job, TFLiteModel, _output
+from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, Job, TFLiteModel, tensor_output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +132,8 @@ class TFLiteClassifierModel(TFLiteModel):
         probs = self._rows(items).astype(np.float32)
         classes = probs.argmax(axis=1).astype(np.int32)
         scores = probs[np.arange(len(probs)), classes].astype(np.float32)
-        return [_output(self.runtime.meta.output_name, probs, "FP32"), _output("classes", classes, "INT32"),
-                _output("scores", scores, "FP32")]
+        return [tensor_output(self.runtime.meta.output_name, probs, "FP32"),
+                tensor_output("classes", classes, "INT32"), tensor_output("scores", scores, "FP32")]
 
     def get_input_types(self) -> list[dict]:
         name = self.runtime.meta.input_name if self.runtime else "image"

@@ -129,7 +129,7 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     ``mlkit.serving.server.build_server``.
     """
     from mlkit.serving.auth import read_token_file
-    from mlkit.serving.server import entrypoint_command, free_port
+    from mlkit.serving.server import entrypoint_command, free_port, wait_ready
 
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
@@ -173,35 +173,12 @@ def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: in
     # Recorded before the wait, so `mlkit serve stop NAME` can end a server that hangs while loading.
     atomic_write_text(_state_path(name), json.dumps(state.to_dict(), indent=2))
     try:
-        _wait_ready(proc, state, timeout)
+        wait_ready(proc, state.url, state.log, timeout, f"server {state.name!r}")
     except BaseException:
         stop(name)
         raise
     log.info("server %r ready at %s (pid %d, log %s)", name, state.url, proc.pid, log_path)
     return state
-
-
-def _tail(path: str, chars: int = 3000) -> str:
-    p = Path(path)
-    return p.read_text(errors="replace")[-chars:] if p.is_file() else ""
-
-
-def _wait_ready(proc: subprocess.Popen, state: ServerState, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise MlkitError(f"server {state.name!r} exited with code {proc.returncode}; log {state.log}:\n"
-                             f"{_tail(state.log)}")
-        try:
-            if httpx.get(f"{state.url}/v2/health/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise MlkitError(f"server {state.name!r} was not ready within {timeout:g}s; log {state.log}:\n"
-                     f"{_tail(state.log)}")
 
 
 def _signal_group(pid: int, sig: int) -> None:

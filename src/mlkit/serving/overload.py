@@ -16,9 +16,8 @@ Prometheus (label ``model``): ``mlkit_queue_depth`` (requests waiting for an int
 
 from __future__ import annotations
 
+import functools
 import math
-
-from prometheus_client import Counter, Gauge
 
 DEFAULT_MAX_QUEUE = 64  # requests waiting per model; 0 = unbounded
 DEFAULT_QUEUE_TIMEOUT_MS = 0.0  # 0 = no deadline
@@ -27,9 +26,25 @@ DEFAULT_QUEUE_TIMEOUT_MS = 0.0  # 0 = no deadline
 # learning keeps publishing to grows without bound.
 DEFAULT_KEEP_VERSIONS = 2
 
-QUEUE_DEPTH = Gauge("mlkit_queue_depth", "Requests waiting for an interpreter (decoding or queued)", ["model"])
-REJECTED = Counter("mlkit_requests_rejected_total", "Requests refused because the server was busy",
-                   ["model", "reason"])
+
+
+@functools.cache
+def _metrics():
+    # Created on first use: the CLI reads this module's defaults on an edge box, which has no prometheus_client.
+    from prometheus_client import Counter, Gauge
+
+    return (Gauge("mlkit_queue_depth", "Requests waiting for an interpreter (decoding or queued)", ["model"]),
+            Counter("mlkit_requests_rejected_total", "Requests refused because the server was busy",
+                    ["model", "reason"]))
+
+
+def queue_depth(model: str):
+    """The ``mlkit_queue_depth`` gauge of ``model`` (``inc``/``dec`` as requests start and stop waiting)."""
+    return _metrics()[0].labels(model=model)
+
+
+def _count_rejection(model: str, reason: str) -> None:
+    _metrics()[1].labels(model=model, reason=reason).inc()
 
 
 class ServerBusy(Exception):
@@ -45,14 +60,14 @@ class ServerBusy(Exception):
 
 
 def queue_full(model: str, limit: int) -> ServerBusy:
-    REJECTED.labels(model=model, reason="queue_full").inc()
+    _count_rejection(model, "queue_full")
     return ServerBusy(model, "queue_full", f"model {model} is busy: {limit} requests are already waiting "
                       f"(server option --max-queue); retry after a short wait")
 
 
 def past_deadline(model: str, waited_s: float, timeout_s: float, expected: bool = False) -> ServerBusy:
     """``waited_s``: how long the request waited, or with ``expected`` how long it would have to."""
-    REJECTED.labels(model=model, reason="deadline").inc()
+    _count_rejection(model, "deadline")
     wait = f"would wait about {waited_s * 1000:.0f} ms" if expected else f"waited {waited_s * 1000:.0f} ms"
     return ServerBusy(model, "deadline", f"model {model} is busy: the request {wait} in the queue, longer than its "
                       f"deadline of {timeout_s * 1000:.0f} ms (server option --queue-timeout-ms); it was not run",

@@ -23,6 +23,9 @@ from kserve.protocol.infer_type import (
     to_http_parameters,
 )
 
+from mlkit.errors import MlkitError
+from mlkit.v2codec import split_bytes
+
 # Largest image side accepted (pixels); bigger images are almost certainly a client bug.
 MAX_IMAGE_SIDE = 8192
 IMAGE_DTYPES = ("BYTES", "UINT8", "FP32")
@@ -334,25 +337,14 @@ def only_requested(outputs: list, wanted: tuple[str, ...] | None) -> list:
 
 
 def _split_bytes(raw: bytes, name: str) -> np.ndarray:
-    """The v2 binary BYTES layout: each element is a 4-byte little-endian length and its bytes."""
-    items, off = [], 0
-    while off < len(raw):
-        if off + 4 > len(raw):
-            raise InvalidInput(f"input '{name}': truncated BYTES element header at byte {off}")
-        (n,) = struct.unpack_from("<I", raw, off)
-        off += 4
-        if off + n > len(raw):
-            raise InvalidInput(f"input '{name}': BYTES element of {n} bytes overruns the body")
-        items.append(raw[off:off + n])
-        off += n
+    """The v2 binary BYTES layout as an object array (``mlkit.v2codec.split_bytes``); a broken one is a 400."""
+    try:
+        items = split_bytes(raw, name)
+    except MlkitError as exc:
+        raise InvalidInput(str(exc)) from None
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
-
-
-def serialize_bytes(items: Sequence[bytes]) -> bytes:
-    """The inverse of the v2 binary BYTES layout (for clients)."""
-    return b"".join(struct.pack("<I", len(b)) + b for b in items)
 
 
 # numpy dtypes whose tolist() gives exactly the JSON values KServe's per-element encoder gives

@@ -32,7 +32,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.serving.batcher import DynamicBatcher
-from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, QUEUE_DEPTH, check_limits
+from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, check_limits, queue_depth
 from mlkit.serving.payload import (
     Thresholds,
     only_requested,
@@ -41,6 +41,7 @@ from mlkit.serving.payload import (
     requested_output_names,
     thresholds,
 )
+from mlkit.v2codec import detection_arrays
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ READY_PIXELS_MAX_IMAGES = 8  # model-sized pixel tensors up to this many images 
 LONE_CHECK_YIELDS = 3
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Job:
     """One request, ready for the interpreter."""
 
@@ -136,6 +137,11 @@ class TFLiteModel(Model):
                 self._warm_up(runtime)
             max_bs = int(raw_meta.get("max_batch_size", self.max_batch_size))
             max_lat = float(raw_meta.get("max_latency_ms", self.max_latency_ms))
+            for key, ours, theirs in (("max_batch_size", self.max_batch_size, max_bs),
+                                      ("max_latency_ms", self.max_latency_ms, max_lat)):
+                if theirs != ours:  # the model's own setting wins; say so, or the server flag seems ignored
+                    log.info("model %s: %s %g from %s overrides the server's %g", self.label, key, theirs,
+                             self.model_dir / METADATA_FILE, ours)
         except (MlkitError, ValueError, RuntimeError, OSError, TypeError, KeyError) as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             self.ready = False
@@ -234,7 +240,8 @@ class TFLiteModel(Model):
             batch, extra = self.runtime.prepare(images)
         except MlkitError as exc:
             raise InvalidInput(str(exc)) from None
-        return Job(protocol, batch, extra, th, rid, binary, from_grpc, outputs)
+        return Job(protocol=protocol, batch=batch, extra=extra, thresholds=th, request_id=rid, binary_outputs=binary,
+                   from_grpc=from_grpc, outputs=outputs)
 
     async def preprocess(self, payload: Any, headers: dict | None = None) -> Job:
         if not self.ready or self.runtime is None:
@@ -255,7 +262,7 @@ class TFLiteModel(Model):
     async def prepare_in_thread(self, fn, *args):
         """``fn(*args)`` in a worker thread, counted in ``preparing`` so the batcher waits for its request."""
         self.preparing += 1
-        depth = QUEUE_DEPTH.labels(model=self.name)
+        depth = queue_depth(self.name)
         depth.inc()
         try:
             return await asyncio.to_thread(fn, *args)
@@ -270,11 +277,8 @@ class TFLiteModel(Model):
         batch = jobs[0].batch if len(jobs) == 1 else np.concatenate([j.batch for j in jobs])
         raw = runtime.predict_batch(batch)
         out, start = [], 0
-        for job in jobs:
-            try:
-                out.append(runtime.finish(raw, start, job))
-            except (MlkitError, ValueError) as exc:
-                out.append(InvalidInput(str(exc)))
+        for job in jobs:  # the requests were checked when decoded: a failure here is a bug, a 500 with its log
+            out.append(runtime.finish(raw, start, job))
             start += job.n
         return out
 
@@ -294,7 +298,7 @@ class TFLiteModel(Model):
         raise NotImplementedError
 
 
-def _output(name: str, arr: np.ndarray, datatype: str) -> InferOutput:
+def tensor_output(name: str, arr: np.ndarray, datatype: str) -> InferOutput:
     return InferOutput(name=name, shape=list(arr.shape), datatype=datatype, data=arr)
 
 
@@ -308,7 +312,7 @@ class _DetectorRuntime:
         self.meta = self.detector.meta
 
     def prepare(self, images):
-        return self.detector._prepare(images)
+        return self.detector.prepare(images)
 
     def predict_batch(self, batch: np.ndarray):
         return self.detector.raw(batch)
@@ -317,7 +321,7 @@ class _DetectorRuntime:
         reg, scores = raw
         sl = slice(start, start + job.n)
         th = job.thresholds
-        return self.detector._finish(reg[sl], scores[sl], job.extra, th.score_threshold, th.iou_threshold)
+        return self.detector.finish(reg[sl], scores[sl], job.extra, th.score_threshold, th.iou_threshold)
 
 
 class TFLiteDetectorModel(TFLiteModel):
@@ -340,17 +344,8 @@ class TFLiteDetectorModel(TFLiteModel):
         return [det.to_list(names) for det in items]
 
     def v2_outputs(self, items: list[Detections]) -> list[InferOutput]:
-        n = len(items)
-        k = max([MAX_DETECTIONS, *(len(d) for d in items)])
-        boxes = np.zeros((n, k, 4), np.float32)
-        scores = np.zeros((n, k), np.float32)
-        classes = np.zeros((n, k), np.int32)
-        counts = np.zeros((n,), np.int32)
-        for i, d in enumerate(items):
-            m = len(d)
-            boxes[i, :m], scores[i, :m], classes[i, :m], counts[i] = d.boxes, d.scores, d.labels, m
-        return [_output("boxes", boxes, "FP32"), _output("scores", scores, "FP32"),
-                _output("classes", classes, "INT32"), _output("num_detections", counts, "INT32")]
+        arrays = detection_arrays(items, MAX_DETECTIONS)
+        return [tensor_output(name, arr, datatype) for name, (arr, datatype) in arrays.items()]
 
     def get_input_types(self) -> list[dict]:
         return [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
@@ -360,32 +355,3 @@ class TFLiteDetectorModel(TFLiteModel):
                 {"name": "scores", "datatype": "FP32", "shape": [-1, MAX_DETECTIONS]},
                 {"name": "classes", "datatype": "INT32", "shape": [-1, MAX_DETECTIONS]},
                 {"name": "num_detections", "datatype": "INT32", "shape": [-1]}]
-
-
-def v2_detections(response: InferResponse | dict) -> list[Detections]:
-    """Parse a v2 detector answer (``InferResponse`` or its REST dict) into one ``Detections`` per image."""
-    if isinstance(response, dict):
-        response = InferResponse.from_rest(response)
-    out = {o.name: o.as_numpy() for o in response.outputs}
-    boxes, scores = out["boxes"], out["scores"]
-    classes, counts = out["classes"], out["num_detections"]
-    return [Detections(boxes[i, :c], scores[i, :c], classes[i, :c]) for i, c in enumerate(counts.astype(int))]
-
-
-def open_model(name: str, model_dir: str | Path, **kw) -> TFLiteModel:
-    """The right predictor for a version folder, chosen by ``metadata.json`` "task" (not yet loaded).
-
-    An unreadable metadata file gives a ``TFLiteDetectorModel`` whose ``load()`` reports it.
-    """
-    from mlkit.serving.classifier import TFLiteClassifierModel
-
-    try:
-        task = read_metadata(Path(model_dir)).get("task", "detection")
-    except MlkitError:
-        task = "detection"
-    if task == "tensor":  # named tensors in and out, e.g. a pipeline's combiner (mlkit.serving.graph)
-        from mlkit.serving.graph.tensor_model import TFLiteTensorModel
-
-        return TFLiteTensorModel(name, model_dir, **kw)
-    cls = TFLiteClassifierModel if task == "classification" else TFLiteDetectorModel
-    return cls(name, model_dir, **kw)

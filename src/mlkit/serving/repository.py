@@ -23,8 +23,11 @@ from pathlib import Path
 from kserve.errors import InvalidInput, ModelNotFound
 from kserve.model_repository import ModelRepository
 
+from mlkit.errors import MlkitError
+from mlkit.serving.classifier import TFLiteClassifierModel
+from mlkit.serving.graph.tensor_model import TFLiteTensorModel
 from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS
-from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteModel, open_model
+from mlkit.serving.predictor import METADATA_FILE, MODEL_FILE, TFLiteDetectorModel, TFLiteModel, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,21 @@ def unknown_version(name: str, version: int, known: list[int]) -> ModelNotFound:
     exc.reason = (f"model {name} has no version {version}; its versions: {', '.join(map(str, known))}" if known
                   else f"model {name} has no version {version}: it is not served from version folders")
     return exc
+
+
+def open_model(name: str, model_dir: str | Path, **kw) -> TFLiteModel:
+    """The right predictor for a version folder, chosen by ``metadata.json`` "task" (not yet loaded).
+
+    An unreadable metadata file gives a ``TFLiteDetectorModel`` whose ``load()`` reports it.
+    """
+    try:
+        task = read_metadata(Path(model_dir)).get("task", "detection")
+    except MlkitError:
+        task = "detection"
+    if task == "tensor":  # named tensors in and out, e.g. a pipeline's combiner (mlkit.serving.graph)
+        return TFLiteTensorModel(name, model_dir, **kw)
+    cls = TFLiteClassifierModel if task == "classification" else TFLiteDetectorModel
+    return cls(name, model_dir, **kw)
 
 
 def _signature(d: Path) -> tuple | None:

@@ -22,7 +22,7 @@ import numpy as np
 from mlkit.data.dataset import Dataset
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
-from mlkit.viz.draw import PALETTE, draw_detections, draw_ground_truth
+from mlkit.imaging import PALETTE, draw_detections, draw_ground_truth
 from mlkit.viz.records import FrameImages, class_names_in, load_predictions, read_jsonl
 from mlkit.viz.widgets import Viewer, png_bytes
 

@@ -18,7 +18,7 @@ import numpy as np
 from mlkit.data.dataset import Dataset
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
-from mlkit.viz.draw import draw_detections
+from mlkit.imaging import draw_detections
 from mlkit.viz.records import FrameImages, JointRecord, class_names_in, load_joint_records, read_jsonl
 from mlkit.viz.widgets import Viewer, placeholder, png_bytes
 

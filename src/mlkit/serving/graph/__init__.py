@@ -9,9 +9,9 @@ Modules (import the one you need; nothing heavy happens here):
 - ``pipeline``: ``build_pipelines``: every load-time check, each error naming its node or item
 - ``executor``: ``execute``: a node starts as soon as its inputs are ready; independent nodes run concurrently
 - ``tensor_model``: ``TFLiteTensorModel``, a served TFLite model with named tensor inputs (the "argmax" model)
-- ``serving``: ``PipelineModel`` (a pipeline behind the same v1/v2/gRPC endpoints as a model),
-  ``attach_graph`` (server integration) and ``Graph`` (in-process use)
+- ``serving``: ``PipelineModel`` (a pipeline behind the same v1/v2/gRPC endpoints as a model) and ``GraphRuntime``
 - ``step``: the per-node service a KServe InferenceGraph calls; ``manifest``: the InferenceGraph compiler
+- ``loading``: ``attach_graph`` (server integration) and ``Graph`` (in-process use)
 - ``demo``: the demo ensemble (two helmet-crop classifiers + argmax) and its held-out evaluation
 - ``cli``: ``mlkit graph validate | run | manifest | train-demo``
 """

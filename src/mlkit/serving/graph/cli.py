@@ -29,8 +29,8 @@ def graph() -> None:
 @friendly
 def validate_cmd(config, as_json) -> None:
     """Load CONFIG's models and check its pipelines (exit code 2 with the first problem)."""
+    from mlkit.serving.graph.loading import Graph
     from mlkit.serving.graph.pipeline import describe
-    from mlkit.serving.graph.serving import Graph
 
     with Graph.load(config) as g:
         info = [describe(pm.pipeline) for pm in g.pipelines.values()]
@@ -56,7 +56,7 @@ def run_cmd(config, pipeline, images, input_name) -> None:
     """Run PIPELINE of CONFIG on image files in this process; prints one JSON line per image."""
     from mlkit.data.dataset import read_rgb
     from mlkit.errors import MlkitError
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     with Graph.load(config) as g:
         p = g.pipeline(pipeline).pipeline

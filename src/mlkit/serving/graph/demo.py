@@ -72,7 +72,7 @@ def demo_config() -> dict:
 def evaluate_graph(config: str | Path, crops: np.ndarray, labels: np.ndarray, chunk: int = 64) -> dict:
     """Held-out accuracy of each member and of both ensembles, all computed through the pipelines."""
     from mlkit.models.classifier import CLASSES, per_class_accuracy
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     members = {m: [] for m in MEMBERS}
     argmax, average = [], []

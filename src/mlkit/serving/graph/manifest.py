@@ -92,7 +92,7 @@ def compile_pipeline(p: Pipeline, storage_uri: str, config_name: str = "config.j
 
 def compile_config(config: str | Path | GraphConfig, storage_uri: str, only: str | None = None, **kw) -> dict:
     """``{pipeline: [InferenceGraph, InferenceServices...]}``; the config is fully checked first (models loaded)."""
-    from mlkit.serving.graph.serving import Graph
+    from mlkit.serving.graph.loading import Graph
 
     cfg = config if isinstance(config, GraphConfig) else load_config(config)
     for item in cfg.model_config_list:

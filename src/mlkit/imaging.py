@@ -1,4 +1,7 @@
-"""Draw boxes on images with OpenCV (no TensorFlow, no matplotlib: the edge uses it too)."""
+"""Images as bytes and as pictures: JPEG and PNG encoding, boxes drawn with OpenCV.
+
+numpy and OpenCV only (no TensorFlow, no widgets): the clients, the edge worker and the server use it, and
+``mlkit.viz`` builds its widgets on it."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlkit.detections import Detections
+from mlkit.errors import MlkitError
 
 # RGB per class id (person, helmet, helmet-on, helmet-off); later ids cycle.
 PALETTE = ((60, 200, 60), (230, 60, 230), (40, 170, 255), (255, 60, 40), (250, 200, 0), (0, 200, 200))
@@ -49,3 +53,21 @@ def image_grid(images: Sequence[np.ndarray], cols: int = 3, pad: int = 4) -> np.
         r, c = divmod(i, cols)
         grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
     return grid
+
+
+def encode_image(image: np.ndarray, encoding: str = "jpeg", quality: int = 90) -> bytes:
+    """RGB uint8 [H, W, 3] -> JPEG or PNG bytes."""
+    import cv2
+
+    image = np.ascontiguousarray(image)  # OpenCV refuses strided views (crops, flipped arrays)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MlkitError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
+    ext, params = (".png", []) if encoding == "png" else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise MlkitError(f"could not encode the image as {encoding}")
+    return buf.tobytes()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    return encode_image(rgb, "jpeg", quality)
