@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlkit.client.stream import MODES, StreamConfig, queue_size_for, run_stream
 from mlkit.errors import MlkitError
+from mlkit.serving.options import DEFAULT_MAX_LATENCY_MS, DEFAULT_THREADS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ def server_batch(mode: str, batch_size: int) -> int:
 def sweep(video: Path | str, repo: Path | str, model: str, *, batch_sizes: Sequence[int] = (1, 2, 4, 8),
           modes: Sequence[str] = ("server", "client"), protocol: str = "v2", encoding: str = "jpeg",
           realtime: bool = False,
-          max_latency_ms: float = 5.0, threads: int = 1, timeout: float = 60.0,
+          max_latency_ms: float = DEFAULT_MAX_LATENCY_MS, threads: int = DEFAULT_THREADS, timeout: float = 60.0,
           echo: Callable[[str], None] | None = print,
           on_server: Callable[[object, int], None] | None = None) -> list[SweepRow]:
     """Stream ``video`` once per (mode, batch size); returns the rows in (mode, batch size) order.

@@ -4,8 +4,19 @@
 - ``mlkit.joint.cloud``: ``CloudClient`` (asynchronous, bounded in flight, timeout, fallback reasons)
 - ``mlkit.joint.outputs``: the seed's output folders, JSON lines and the clean hard-example store
 - ``mlkit.joint.stats``: ``JointStats`` (counts, upload ratio, bytes, latency percentiles)
+- ``mlkit.joint.settings``: ``EdgeSettings``, ``CloudSettings`` (typed; the YAML's parameters validate into them)
 - ``mlkit.joint.spec``: the JointInferenceService YAML
+- ``mlkit.joint.service``: ``run`` (also ``mlkit.joint.run``): a joint run from Python, ``run_service`` from a spec
 - ``mlkit.joint.evaluate``: mAP of edge-only, cloud-only and joint, threshold sweeps per filter
 
 Nothing here imports TensorFlow, KFP or KServe: it runs on an edge box with ``pip install "mlkit[edge]"``.
 """
+
+
+def __getattr__(name: str):
+    # ``mlkit.joint.run`` without importing the worker (OpenCV, numpy) whenever a submodule is imported
+    if name == "run":
+        from mlkit.joint.service import run
+
+        return run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

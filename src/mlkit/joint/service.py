@@ -11,11 +11,12 @@ from pathlib import Path
 
 from mlkit.data.atomic import atomic_write_text
 from mlkit.errors import MlkitError
-from mlkit.joint.cloud import CloudClient, CloudConfig
-from mlkit.joint.outputs import OutputConfig, OutputWriter
+from mlkit.joint.cloud import CloudClient
+from mlkit.joint.outputs import OutputWriter
+from mlkit.joint.settings import CloudSettings, EdgeSettings, settings
 from mlkit.joint.spec import JointInferenceService
 from mlkit.joint.stats import JointStats
-from mlkit.joint.worker import JointWorker, WorkerConfig
+from mlkit.joint.worker import JointWorker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,72 +26,81 @@ class RunSummary:
     results: Path | None
 
 
-def _path(value: str | None) -> Path | None:
-    return None if not value else Path(value)
-
-
-def _token(path: str | None) -> str | None:
-    """The cloud's bearer token from its file: read before the run, so a missing file stops it at once."""
-    from mlkit.serving.auth import read_token_file
-
-    return None if not path else read_token_file(path)
-
-
 def run_service(service: JointInferenceService, *, echo: Callable[[str], None] = print,
                 progress: bool = True) -> RunSummary:
-    """Run until the source ends (or ``max_frames``); returns the final statistics.
+    """Run a JointInferenceService (``mlkit.joint.spec``) until its source ends: ``run`` with its settings."""
+    edge = service.edge_settings()
+    cloud_worker = service.spec.cloudWorker
+    return run(edge.video_url, edge_model=service.spec.edgeWorker.model.url, edge=edge,
+               cloud=service.cloud_settings(), cloud_model=cloud_worker.model.name if cloud_worker else "big",
+               mining=service.mining_spec(), echo=echo, progress=progress)
 
-    Raises ``MlkitError`` for a source or model that cannot be opened. A cloud that is down is not an
-    error: its frames keep their edge results and the fallbacks are counted.
+
+def run(source: str | int | Path | None, *, edge_model: str | Path, edge: EdgeSettings | dict | None = None,
+        cloud: CloudSettings | dict | None = None, cloud_model: str = "big", mining: dict | None = None,
+        echo: Callable[[str], None] = print, progress: bool = True) -> RunSummary:
+    """Joint inference on ``source`` (a video file, RTSP/HTTP URL or camera index) until it ends (or
+    ``edge.max_frames``); returns the final statistics.
+
+    ``edge_model``: the little TFLite model (.tflite or a folder). ``edge``: ``EdgeSettings`` or a dict of them
+    (thresholds, output folders and files, reuse). ``cloud``: ``CloudSettings`` or a dict (``endpoint`` at least),
+    or None for the edge alone; ``cloud_model``: the served model's name. ``mining``: the hard-example filter,
+    ``{"name": "IBT", "threshold_img": 0.9, ...}`` (or ``{"method": ..., "param": {...}}``); None uploads every
+    frame (CloudOnly) when there is a cloud.
+
+    Raises ``MlkitError`` for bad settings or a source or model that cannot be opened. A cloud that is down is
+    not an error: its frames keep their edge results and the fallbacks are counted.
     """
     from mlkit.client.video import open_source
     from mlkit.mining import build_filter
     from mlkit.models.predict import open_detector
 
-    edge_p, cloud_p = service.edge_parameters(), service.cloud_parameters()
-    config = WorkerConfig(score_threshold=edge_p["score_threshold"], jpeg_quality=edge_p["jpeg_quality"],
-                          report_every_s=edge_p["report_seconds"], reuse=edge_p["reuse"],
-                          reuse_frames=edge_p["reuse_frames"])
-    hem = build_filter(service.mining_spec())
-    edge = open_detector(service.spec.edgeWorker.model.url, num_threads=edge_p["num_threads"])
-    if not hasattr(edge, "interpreter"):
-        raise MlkitError(f"the edge model must be TFLite (.tflite or a folder with model.tflite), got "
-                         f"{service.spec.edgeWorker.model.url}")
-    outputs = OutputConfig(results_jsonl=_path(edge_p["results"]),
-                           all_examples=_path(edge_p["all_examples_inference_output"]),
-                           hard_edge=_path(edge_p["hard_example_edge_inference_output"]),
-                           hard_cloud=_path(edge_p["hard_example_cloud_inference_output"]),
-                           hard_example_store=_path(edge_p["hard_example_store"]),
-                           display_threshold=edge_p["display_threshold"])
+    edge_s = settings(EdgeSettings, edge, "edge settings")
+    cloud_s = None if cloud is None else settings(CloudSettings, cloud, "cloud settings")
+    if source is None or source == "":
+        raise MlkitError("give a source: a video file, an RTSP/HTTP URL or a camera index")
+    config = edge_s.worker_config()
+    hem = build_filter(_mining(mining, cloud_s is not None))
+    edge_det = open_detector(edge_model, num_threads=edge_s.num_threads)
+    if not hasattr(edge_det, "interpreter"):
+        raise MlkitError(f"the edge model must be TFLite (.tflite or a folder with model.tflite), got {edge_model}")
+    outputs = edge_s.output_config()
+    cloud_config = None if cloud_s is None else cloud_s.cloud_config(cloud_model, edge_s.score_threshold)
     from tqdm.auto import tqdm
 
     # The source first (a missing video leaves no truncated results behind), then the outputs, then the cloud
     # connection; the stack closes whatever was opened, in reverse, also when a later step fails.
-    cloud_config = None if cloud_p is None else CloudConfig(
-        cloud_p["endpoint"], service.spec.cloudWorker.model.name, protocol=cloud_p["protocol"],
-        timeout_s=cloud_p["timeout_ms"] / 1000, max_in_flight=cloud_p["max_in_flight"],
-        upload_max_hw=cloud_p["upload_max_shape"], upload_batch=cloud_p["upload_batch"],
-        upload_wait_ms=cloud_p["upload_wait_ms"], score_threshold=edge_p["score_threshold"],
-        token=_token(cloud_p["auth_token_file"]))
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_source(edge_p["video_url"], realtime=edge_p["realtime"]))
-        writer = stack.enter_context(OutputWriter(outputs, edge.meta.class_names))
-        cloud = None if cloud_config is None else stack.enter_context(CloudClient(cloud_config))
-        worker = JointWorker(edge, hem, cloud, config, on_result=writer.write, report=echo)
-        frames = iter(source)
-        if edge_p["max_frames"]:
-            frames = itertools.islice(frames, edge_p["max_frames"])
-        total = source.info.frames if source.info is not None else None
-        if edge_p["max_frames"]:
-            total = min(total or edge_p["max_frames"], edge_p["max_frames"])
+        src = stack.enter_context(open_source(str(source), realtime=edge_s.realtime))
+        writer = stack.enter_context(OutputWriter(outputs, edge_det.meta.class_names))
+        cloud_client = None if cloud_config is None else stack.enter_context(CloudClient(cloud_config))
+        worker = JointWorker(edge_det, hem, cloud_client, config, on_result=writer.write, report=echo)
+        frames = iter(src)
+        limit = edge_s.max_frames
+        if limit:
+            frames = itertools.islice(frames, limit)
+        total = src.info.frames if src.info is not None else None
+        if limit:
+            total = min(total or limit, limit)
         with tqdm(total=total or None, unit="frame", desc="joint", disable=not progress) as bar:
             for _ in worker.run(frames):
                 bar.update(1)
-        end = source.end.message if source.end is not None else f"stopped after {edge_p['max_frames']} frames"
+        end = src.end.message if src.end is not None else f"stopped after {limit} frames"
     stats = worker.stats.snapshot()
-    if edge_p["stats"]:
-        atomic_write_text(edge_p["stats"], json.dumps(stats, indent=2) + "\n")
+    if edge_s.stats:
+        atomic_write_text(edge_s.stats, json.dumps(stats, indent=2) + "\n")
     return RunSummary(stats, end, outputs.results_jsonl)
+
+
+def _mining(mining: dict | None, has_cloud: bool) -> dict:
+    """``build_filter``'s ``{"method", "param"}`` from either spelling; None: every frame goes to the cloud."""
+    if mining is None:
+        return {"method": "CloudOnly" if has_cloud else "EdgeOnly", "param": {}}
+    if "method" in mining:
+        return mining
+    if "name" not in mining:
+        raise MlkitError(f"mining needs the filter's name, e.g. {{'name': 'IBT', 'threshold_img': 0.9}}; got {mining}")
+    return {"method": mining["name"], "param": {k: v for k, v in mining.items() if k != "name"}}
 
 
 def format_stats(stats: dict) -> str:
@@ -107,4 +117,4 @@ def format_stats(stats: dict) -> str:
     return "\n".join(f"{k:<26}{v}" for k, v in rows)
 
 
-__all__ = ["JointStats", "RunSummary", "format_stats", "run_service"]
+__all__ = ["JointStats", "RunSummary", "format_stats", "run", "run_service"]

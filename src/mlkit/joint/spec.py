@@ -25,8 +25,9 @@
             - {key: timeout_ms, value: "2000"}
             - {key: auth_token_file, value: /etc/mlkit/auth/token}   # only for a server that requires a token
 
-Parameter values are strings, as in Kubernetes; each known key has a type and is converted and checked
-here. Unknown fields and keys are refused with the list of known ones. ``nodeName`` and the
+Parameter values are strings, as in Kubernetes; they validate into the typed ``EdgeSettings`` and
+``CloudSettings`` (``mlkit.joint.settings``), which Python callers use directly (``mlkit.joint.run``). Unknown
+fields and keys are refused with the list of known ones. ``nodeName`` and the
 ``workerSpec`` script fields of the seed are accepted and ignored: mlkit's worker is the script.
 """
 
@@ -38,47 +39,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlkit.errors import MlkitError
+from mlkit.joint.settings import CloudSettings, EdgeSettings, from_pairs
 from mlkit.specfiles import parse_hw
-
-# key -> (type, default, help)
-EDGE_PARAMETERS: dict[str, tuple[type, Any, str]] = {
-    "video_url": (str, None, "video file, RTSP/HTTP URL or camera index (required)"),
-    "input_shape": (str, None, "informational; the model's metadata.json decides the input size"),
-    "all_examples_inference_output": (str, None, "folder: every frame with the final result drawn"),
-    "hard_example_edge_inference_output": (str, None, "folder: hard frames with the edge boxes drawn"),
-    "hard_example_cloud_inference_output": (str, None, "folder: hard frames with the cloud boxes drawn"),
-    "hard_example_store": (str, None, "folder: clean hard frames + sidecar predictions, for relabelling"),
-    "results": (str, None, "JSON-lines file, one record per frame"),
-    "stats": (str, None, "JSON file with the final statistics"),
-    "score_threshold": (float, 0.05, "edge boxes kept for mining and results"),
-    "display_threshold": (float, 0.3, "boxes drawn on output images"),
-    "jpeg_quality": (int, 85, "quality of the JPEG sent to the cloud"),
-    "num_threads": (int, 1, "TFLite interpreter threads at the edge"),
-    "max_frames": (int, 0, "stop after this many frames (0 = whole source)"),
-    "realtime": (bool, False, "read a file at its own frame rate instead of as fast as possible"),
-    "report_seconds": (float, 30.0, "period of the statistics line"),
-    "reuse": (str, "none", "a frame not uploaded: none (its edge boxes), hold (merged with the last cloud answer) "
-                           "or interpolate (with the answers on either side, moved in time; the frame waits for "
-                           "the next upload's answer)"),
-    "reuse_frames": (int, 8, "how many frames away an uploaded frame's cloud answer may serve (with reuse; "
-                             "about 2 suits hold, which does not move boxes)"),
-}
-CLOUD_PARAMETERS: dict[str, tuple[type, Any, str]] = {
-    "endpoint": (str, None, "http://host:port of the KServe server (required)"),
-    "input_shape": (str, None, "informational; the served model decides"),
-    "protocol": (str, "v2", "v1 (JSON, base64) or v2 (binary JPEG)"),
-    "timeout_ms": (float, 2000.0, "per-call timeout; on expiry the edge result stands"),
-    "max_in_flight": (int, 8, "frames out to the cloud at once (gathering or sent); a hard frame beyond that "
-                              "keeps its edge result"),
-    "upload_max_shape": (tuple, None, "HEIGHT,WIDTH: shrink hard frames to fit before upload (aspect kept); the "
-                                      "cloud model's input size is the natural value, since it resizes to it "
-                                      "anyway (fewer bytes and less edge CPU)"),
-    "upload_batch": (int, 1, "hard frames per request: above 1, frames arriving within upload_wait_ms share one "
-                             "request (less edge CPU per frame, later cloud answers)"),
-    "upload_wait_ms": (float, 50.0, "with upload_batch > 1: how long the first hard frame waits for others"),
-    "auth_token_file": (str, None, "file holding the cloud server's bearer token (a server started with "
-                                   "--auth-token-file); a Kubernetes Secret mounted as a file, typically"),
-}
 
 
 class _Strict(BaseModel):
@@ -138,13 +100,22 @@ class JointInferenceService(_Strict):
     metadata: Metadata = Field(default_factory=Metadata)
     spec: ServiceSpec
 
-    def edge_parameters(self) -> dict[str, Any]:
-        return _typed(self.spec.edgeWorker.workerSpec.parameters, EDGE_PARAMETERS, "spec.edgeWorker")
+    def edge_settings(self) -> EdgeSettings:
+        pairs = ((kv.key, kv.value) for kv in self.spec.edgeWorker.workerSpec.parameters)
+        return from_pairs(EdgeSettings, pairs, "spec.edgeWorker")
 
-    def cloud_parameters(self) -> dict[str, Any] | None:
+    def cloud_settings(self) -> CloudSettings | None:
         if self.spec.cloudWorker is None:
             return None
-        return _typed(self.spec.cloudWorker.workerSpec.parameters, CLOUD_PARAMETERS, "spec.cloudWorker")
+        return from_pairs(CloudSettings, ((kv.key, kv.value) for kv in self.spec.cloudWorker.workerSpec.parameters),
+                          "spec.cloudWorker")
+
+    def edge_parameters(self) -> dict[str, Any]:
+        return self.edge_settings().model_dump()
+
+    def cloud_parameters(self) -> dict[str, Any] | None:
+        cloud = self.cloud_settings()
+        return None if cloud is None else cloud.model_dump()
 
     def mining_spec(self) -> dict:
         """``{"method": ..., "param": {...}}`` for ``mlkit.mining.build_filter``."""

@@ -8,8 +8,13 @@ import sys
 
 from mlkit.errors import MlkitError
 from mlkit.serving.auth import TOKEN_FILE_ENV, token_file_option
+from mlkit.serving.options import (
+    DEFAULT_MAX_LATENCY_MS,
+    DEFAULT_MAX_PAYLOAD_MB,
+    DEFAULT_MODEL_CONTROL,
+    MODEL_CONTROL_MODES,
+)
 from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
-from mlkit.serving.server import DEFAULT_MAX_PAYLOAD_MB, DEFAULT_MODEL_CONTROL, MODEL_CONTROL_MODES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grpc-port", type=int, default=8081)
     p.add_argument("--host", default="0.0.0.0", help="Address to bind (0.0.0.0 in a container).")
     p.add_argument("--max-batch-size", type=int, default=1, help="Instances per merged batch; 1 = no batching.")
-    p.add_argument("--max-latency-ms", type=float, default=5.0, help="Longest wait to fill a batch.")
+    p.add_argument("--max-latency-ms", type=float, default=DEFAULT_MAX_LATENCY_MS, help="Longest wait to fill a batch.")
     p.add_argument("--threads", type=int, default=1, help="Interpreter threads per model instance.")
     p.add_argument("--instances", type=int, default=1,
                    help="Interpreters per model, each running its own batches in parallel (Triton's instance "

@@ -43,6 +43,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
+from mlkit.serving.options import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS
 from mlkit.serving.overload import check_limits, past_deadline, queue_depth, queue_full
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class DynamicBatcher:
     """
 
     def __init__(self, run_batch: Runner | Sequence[Runner], *, model: str,
-                 max_batch_size: int = 1, max_latency_ms: float = 5.0,
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
                  size: Callable[[Any], int] = len, arriving: Callable[[], int] | None = None,
                  max_queue: int = 0, queue_timeout_ms: float = 0.0) -> None:
         check_limits(max_queue, queue_timeout_ms)

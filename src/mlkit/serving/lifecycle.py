@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mlkit.data.atomic import atomic_write_text
 from mlkit.errors import MlkitError
+from mlkit.serving.options import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS, DEFAULT_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def start(name: str, model_dir: str | Path, *, http_port: int = 0, grpc_port: int = 0, host: str = "127.0.0.1",
-          max_batch_size: int = 1, max_latency_ms: float = 5.0, threads: int = 1, timeout: float = 60.0,
+          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
+          threads: int = DEFAULT_THREADS, timeout: float = 60.0,
           replace: bool = False, instances: int = 1, model_control: str = "poll",
           auth_token_file: str | Path | None = None, **queue) -> ServerState:
     """Start a detached server for ``model_dir`` and return its state once it is ready.

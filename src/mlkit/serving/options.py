@@ -5,6 +5,12 @@ from __future__ import annotations
 from mlkit.errors import MlkitError
 
 DEFAULT_MAX_PAYLOAD_MB = 16.0
+# Batching and interpreters per model version (Triton's dynamic batcher and instance count): no batching, one
+# single-thread interpreter, unless asked.
+DEFAULT_MAX_BATCH_SIZE = 1
+DEFAULT_MAX_LATENCY_MS = 5.0
+DEFAULT_THREADS = 1
+DEFAULT_INSTANCES = 1
 MODEL_CONTROL_MODES = ("none", "poll", "explicit")
 DEFAULT_MODEL_CONTROL = "poll"  # incremental learning drops new version folders in and expects them served
 _CONTROL_EFFECT = {"none": "with 'none' the server serves what the repository held at start",

@@ -17,6 +17,7 @@ import click
 
 from mlkit.clitools import friendly
 from mlkit.errors import MlkitError
+from mlkit.serving.options import DEFAULT_MAX_LATENCY_MS
 from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
 
 # the interpreter options, shared by the foreground server, detached servers and the manifests
@@ -62,7 +63,7 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 to expose it.")
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Merge concurrent requests up to this many images (1 = no batching).")
-@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=DEFAULT_MAX_LATENCY_MS, show_default=True,
               help="Longest wait to fill a batch.")
 @_THREADS
 @_INSTANCES
@@ -145,7 +146,7 @@ def _check_bindable(host: str, port: int, option: str) -> None:
               help="v2 gRPC port (same rule).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=5.0, show_default=True)
+@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=DEFAULT_MAX_LATENCY_MS, show_default=True)
 @_THREADS
 @_INSTANCES
 @_MAX_QUEUE

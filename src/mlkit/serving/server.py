@@ -38,8 +38,12 @@ from pathlib import Path
 
 from mlkit.errors import MlkitError
 from mlkit.serving.options import (  # noqa: F401 - re-exported: the server's options are named from here too
+    DEFAULT_INSTANCES,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_LATENCY_MS,
     DEFAULT_MAX_PAYLOAD_MB,
     DEFAULT_MODEL_CONTROL,
+    DEFAULT_THREADS,
     MODEL_CONTROL_MODES,
     ModelControlDisabled,
     check_model_control,
@@ -55,7 +59,8 @@ log = logging.getLogger(__name__)
 
 
 def build_server(model_dir: str | Path, http_port: int = 8080, grpc_port: int = 8081, host: str = "127.0.0.1",
-                 max_batch_size: int = 1, max_latency_ms: float = 5.0, num_threads: int = 1, instances: int = 1,
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
+                 num_threads: int = DEFAULT_THREADS, instances: int = DEFAULT_INSTANCES,
                  max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB, poll_seconds: float = 2.0,
                  watch: bool = True, enable_grpc: bool = True, response_delay_ms: float = 0.0,
                  graph_config: str | Path | None = None, graph_step: str | None = None, access_log: bool = False,
@@ -173,7 +178,8 @@ def entrypoint_command(host: str, http_port: int, grpc_port: int, *, max_batch_s
             "--queue-timeout-ms", f"{queue_timeout_ms:g}", "--keep-versions", str(keep_versions), *auth]
 
 
-def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = 1, max_latency_ms: float = 5.0,
+def start_background_server(model_dir: str | Path | None, *, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                            max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
                             num_threads: int = 1, instances: int = 1, max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB,
                             poll_seconds: float = 2.0, timeout: float = 60.0,
                             log_path: str | Path | None = None, http_port: int | None = None,

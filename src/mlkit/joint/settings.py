@@ -1,0 +1,181 @@
+"""Typed settings of a joint-inference run: what the edge worker, its outputs and its cloud client do.
+
+``EdgeSettings`` and ``CloudSettings`` are the parameters of a JointInferenceService YAML (``mlkit.joint.spec``),
+typed: the YAML's ``{key, value}`` strings validate into them, and Python callers pass them (or plain dicts)
+to ``mlkit.joint.run``. Where a setting is also a field of ``WorkerConfig``, ``OutputConfig`` or ``CloudConfig``,
+its default is read from there, so each default is written once, and checked there (``reuse``, ``protocol`` and
+the ranges), with the messages those give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mlkit.errors import MlkitError
+from mlkit.joint.cloud import CloudConfig
+from mlkit.joint.outputs import OutputConfig
+from mlkit.joint.worker import WorkerConfig
+from mlkit.specfiles import parse_hw
+
+
+def _default(config: type, name: str) -> Any:
+    return {f.name: f.default for f in dataclasses.fields(config)}[name]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def keys(cls) -> dict[str, str]:
+        """``{key: help}`` of every setting, in order."""
+        return {name: field.description or "" for name, field in cls.model_fields.items()}
+
+
+class EdgeSettings(_Settings):
+    """The edge worker's parameters (``spec.edgeWorker.workerSpec.parameters``)."""
+
+    video_url: str | None = Field(None, description="video file, RTSP/HTTP URL or camera index (required)")
+    input_shape: str | None = Field(None, description="informational; the model's metadata.json decides the "
+                                                      "input size")
+    all_examples_inference_output: str | None = Field(None, description="folder: every frame with the final "
+                                                                        "result drawn")
+    hard_example_edge_inference_output: str | None = Field(None, description="folder: hard frames with the edge "
+                                                                             "boxes drawn")
+    hard_example_cloud_inference_output: str | None = Field(None, description="folder: hard frames with the cloud "
+                                                                              "boxes drawn")
+    hard_example_store: str | None = Field(None, description="folder: clean hard frames + sidecar predictions, "
+                                                             "for relabelling")
+    results: str | None = Field(None, description="JSON-lines file, one record per frame")
+    stats: str | None = Field(None, description="JSON file with the final statistics")
+    score_threshold: float = Field(_default(WorkerConfig, "score_threshold"),
+                                   description="edge boxes kept for mining and results")
+    display_threshold: float = Field(_default(OutputConfig, "display_threshold"),
+                                     description="boxes drawn on output images")
+    jpeg_quality: int = Field(_default(WorkerConfig, "jpeg_quality"),
+                              description="quality of the JPEG sent to the cloud")
+    num_threads: int = Field(1, ge=1, description="TFLite interpreter threads at the edge")
+    max_frames: int = Field(0, ge=0, description="stop after this many frames (0 = whole source)")
+    realtime: bool = Field(False, description="read a file at its own frame rate instead of as fast as possible")
+    report_seconds: float = Field(_default(WorkerConfig, "report_every_s"), description="period of the statistics "
+                                                                                         "line")
+    reuse: str = Field(
+        _default(WorkerConfig, "reuse"),
+        description="a frame not uploaded: none (its edge boxes), hold (merged with the last cloud answer) or "
+                    "interpolate (with the answers on either side, moved in time; the frame waits for the next "
+                    "upload's answer)")
+    reuse_frames: int = Field(_default(WorkerConfig, "reuse_frames"),
+                              description="how many frames away an uploaded frame's cloud answer may serve (with "
+                                          "reuse; about 2 suits hold, which does not move boxes)")
+
+    def worker_config(self) -> WorkerConfig:
+        return WorkerConfig(score_threshold=self.score_threshold, jpeg_quality=self.jpeg_quality,
+                            report_every_s=self.report_seconds, reuse=self.reuse, reuse_frames=self.reuse_frames)
+
+    def output_config(self) -> OutputConfig:
+        def path(value: str | None) -> Path | None:
+            return Path(value) if value else None
+
+        return OutputConfig(results_jsonl=path(self.results), all_examples=path(self.all_examples_inference_output),
+                            hard_edge=path(self.hard_example_edge_inference_output),
+                            hard_cloud=path(self.hard_example_cloud_inference_output),
+                            hard_example_store=path(self.hard_example_store),
+                            display_threshold=self.display_threshold)
+
+
+class CloudSettings(_Settings):
+    """The cloud client's parameters (``spec.cloudWorker.workerSpec.parameters``)."""
+
+    endpoint: str | None = Field(None, description="http://host:port of the KServe server (required)")
+    input_shape: str | None = Field(None, description="informational; the served model decides")
+    protocol: str = Field(_default(CloudConfig, "protocol"),
+                                          description="v1 (JSON, base64) or v2 (binary JPEG)")
+    timeout_ms: float = Field(_default(CloudConfig, "timeout_s") * 1000,
+                              description="per-call timeout; on expiry the edge result stands")
+    max_in_flight: int = Field(_default(CloudConfig, "max_in_flight"),
+                               description="frames out to the cloud at once (gathering or sent); a hard frame "
+                                           "beyond that keeps its edge result")
+    upload_max_shape: tuple[int, int] | None = Field(
+        _default(CloudConfig, "upload_max_hw"),
+        description="HEIGHT,WIDTH: shrink hard frames to fit before upload (aspect kept); the cloud model's input "
+                    "size is the natural value, since it resizes to it anyway (fewer bytes and less edge CPU)")
+    upload_batch: int = Field(_default(CloudConfig, "upload_batch"),
+                              description="hard frames per request: above 1, frames arriving within upload_wait_ms "
+                                          "share one request (less edge CPU per frame, later cloud answers)")
+    upload_wait_ms: float = Field(_default(CloudConfig, "upload_wait_ms"),
+                                  description="with upload_batch > 1: how long the first hard frame waits for others")
+    auth_token_file: str | None = Field(None, description="file holding the cloud server's bearer token (a server "
+                                                          "started with --auth-token-file); a Kubernetes Secret "
+                                                          "mounted as a file, typically")
+
+    @field_validator("upload_max_shape", mode="before")
+    @classmethod
+    def _hw(cls, value: Any) -> Any:
+        return parse_hw(value) if isinstance(value, str) else value
+
+    def cloud_config(self, model: str, score_threshold: float | None) -> CloudConfig:
+        """The client's configuration; the token is read from ``auth_token_file`` now, so a missing file stops the
+        run before it starts."""
+        from mlkit.serving.auth import read_token_file
+
+        if not self.endpoint:
+            raise MlkitError("the cloud settings need endpoint (http://host:port of the server)")
+        token = read_token_file(self.auth_token_file) if self.auth_token_file else None
+        return CloudConfig(self.endpoint, model, protocol=self.protocol, timeout_s=self.timeout_ms / 1000,
+                           max_in_flight=self.max_in_flight, upload_max_hw=self.upload_max_shape,
+                           upload_batch=self.upload_batch, upload_wait_ms=self.upload_wait_ms,
+                           score_threshold=score_threshold, token=token)
+
+
+def from_pairs(cls: type[_Settings], pairs: Iterable[tuple[str, Any]], where: str) -> _Settings:
+    """Validate ``(key, value)`` pairs (the YAML's strings, or typed values) into ``cls``; ``MlkitError`` naming the
+    key for an unknown or repeated key or a value of the wrong type."""
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in cls.model_fields:
+            raise MlkitError(f"{where}.workerSpec.parameters: unknown key {key!r}; known keys: "
+                             + ", ".join(sorted(cls.model_fields)))
+        if key in values:
+            raise MlkitError(f"{where}.workerSpec.parameters: key {key!r} is given twice")
+        if not isinstance(value, str) and str in _types(cls.model_fields[key].annotation):
+            value = str(value)  # `value: 0` (a camera index) is the string "0" to a text setting
+        values[key] = value
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else ""
+        raise MlkitError(f"{where}.workerSpec.parameters: {key}={values.get(key)!r}: {_reason(first)}") from None
+
+
+_REASONS = {"int": "expected an integer", "float": "expected a number", "bool": "expected true or false"}
+
+
+def _reason(error: dict) -> str:
+    """A pydantic error in the words the spec's users read: "expected an integer", parse_hw's own message, ..."""
+    kind = error["type"].split("_")[0]
+    if kind in _REASONS and error["type"].endswith(("_parsing", "_type", "_from_float")):
+        return _REASONS[kind]
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _types(annotation: Any) -> tuple:
+    import typing
+
+    return typing.get_args(annotation) or (annotation,)
+
+
+def settings(cls: type[_Settings], value: _Settings | dict | None, where: str) -> _Settings:
+    """``value`` as ``cls``: an instance as is, a dict validated (``MlkitError`` naming the bad key), None the
+    defaults."""
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls.model_validate(value or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors())
+        raise MlkitError(f"{where}: {problems}") from None
