@@ -79,7 +79,7 @@ class BareProbe:
             if instances > 1 else []
         self.name = f"1 x {threads * instances} threads"
         self.parallel_name = f"{instances} x {threads} threads"
-        self.batches = {b: [self.det._prepare(images[i:i + b])[0] for i in range(0, len(images) - b + 1, b)]
+        self.batches = {b: [self.det.prepare(images[i:i + b])[0] for i in range(0, len(images) - b + 1, b)]
                         for b in (1, 8)}
         self.layouts: dict[str, dict[int, float]] = {}
         self.latency_ms = float("nan")  # one batch-1 invoke on the interpreter that serves a lone request

@@ -91,11 +91,11 @@ def test_tflite_variants_match_keras(trained, data, tmp_path):
     test = load_split(data, "test")
     images = [test.load_image(i) for i in range(4)]
     keras_det = KerasDetector(out)
-    k_reg, k_scores = keras_det.raw(keras_det._prepare(images)[0])
+    k_reg, k_scores = keras_det.raw(keras_det.prepare(images)[0])
     for v, p in paths.items():
         assert (p.parent / "metadata.json").is_file()
         det = TFLiteDetector(p)
-        reg, scores = det.raw(det._prepare(images)[0])
+        reg, scores = det.raw(det.prepare(images)[0])
         assert reg.shape == k_reg.shape and scores.shape == k_scores.shape
         tol = {"fp32": 1e-3, "fp16": 0.05, "dynamic": 0.15, "int8": 0.25}[v]
         assert np.abs(scores - k_scores).mean() < tol, v

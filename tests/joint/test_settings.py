@@ -33,7 +33,7 @@ def test_a_spec_with_no_parameters_but_the_required_ones_gets_the_same_defaults(
 
 
 def test_settings_refuse_unknown_keys_and_name_the_bad_one():
-    from mlkit.joint.settings import from_pairs, settings
+    from mlkit.specfiles import from_pairs, settings
 
     with pytest.raises(MlkitError, match="unknown key 'fps'; known keys: all_examples_inference_output"):
         from_pairs(EdgeSettings, [("fps", "3")], "spec.edgeWorker")

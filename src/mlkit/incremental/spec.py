@@ -45,8 +45,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlkit.errors import MlkitError
-from mlkit.joint.spec import KeyValue, WorkerSpec, _scalar, _typed
-from mlkit.specfiles import parse_hw
+from mlkit.specfiles import KeyValue, Settings, Strict, WorkerSpec, from_pairs, parse_hw, scalar
 
 OPERATORS = (">", ">=", "=", "!=", "<", "<=")
 TRAIN_METRICS = ("num_of_samples",)
@@ -54,38 +53,43 @@ DEPLOY_METRICS = ("precision_delta", "recall_delta", "map_delta")
 _METRIC = re.compile(r"^(?P<name>[a-z_]+)(?:\[(?P<index>[^\[\]]+)\])?$")
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
-# key -> (type, default, help)
-TRAIN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
-    "batch_size": (int, 16, "training batch size"),
-    "epochs": (int, 3, "epochs per round"),
-    "learning_rate": (float, 5e-4, "peak learning rate of a round (lower than from scratch: it fine-tunes)"),
-    "input_shape": (str, None, "height,width; checked against the initial model"),
-    "class_names": (str, None, "comma-separated; checked against the initial model"),
-    "nms_threshold": (float, 0.5, "IoU of non-maximum suppression at evaluation"),
-    "obj_threshold": (float, 0.3, "score threshold for precision/recall"),
-    "replay_ratio": (float, 1.0, "older train samples mixed in per new sample (against forgetting)"),
-    "tflite_variant": (str, "int8", "TFLite variant evaluated and deployed"),
-    "seed": (int, 0, "training and sampling seed"),
-}
-EVAL_PARAMETERS: dict[str, tuple[type, Any, str]] = {
-    "input_shape": (str, None, "height,width; informational"),
-    "class_names": (str, None, "comma-separated; checked against the initial model"),
-    "obj_threshold": (float, None, "score threshold for precision/recall (default: trainSpec's)"),
-    "nms_threshold": (float, None, "IoU of non-maximum suppression (default: trainSpec's)"),
-}
-DEPLOY_PARAMETERS: dict[str, tuple[type, Any, str]] = {
-    "HE_SAVED_URL": (str, None, "hard-example store written by the deploy worker (clean frames + sidecars)"),
-    "input_shape": (str, None, "height,width; informational"),
-    "video_url": (str, None, "the deploy worker's video source (used by `mlkit joint run`)"),
-    "model_name": (str, "little", "name of the model in the serving repository"),
-}
+class TrainSettings(Settings):
+    """``spec.trainSpec.workerSpec.parameters``."""
+
+    batch_size: int = Field(16, description="training batch size")
+    epochs: int = Field(3, description="epochs per round")
+    learning_rate: float = Field(5e-4, description="peak learning rate of a round (lower than from scratch: it "
+                                                   "fine-tunes)")
+    input_shape: str | None = Field(None, description="height,width; checked against the initial model")
+    class_names: str | None = Field(None, description="comma-separated; checked against the initial model")
+    nms_threshold: float = Field(0.5, description="IoU of non-maximum suppression at evaluation")
+    obj_threshold: float = Field(0.3, description="score threshold for precision/recall")
+    replay_ratio: float = Field(1.0, description="older train samples mixed in per new sample (against forgetting)")
+    tflite_variant: str = Field("int8", description="TFLite variant evaluated and deployed")
+    seed: int = Field(0, description="training and sampling seed")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class EvalSettings(Settings):
+    """``spec.evalSpec.workerSpec.parameters``; unset thresholds are the trainSpec's."""
+
+    input_shape: str | None = Field(None, description="height,width; informational")
+    class_names: str | None = Field(None, description="comma-separated; checked against the initial model")
+    obj_threshold: float | None = Field(None, description="score threshold for precision/recall (default: "
+                                                          "trainSpec's)")
+    nms_threshold: float | None = Field(None, description="IoU of non-maximum suppression (default: trainSpec's)")
 
 
-class Condition(_Strict):
+class DeploySettings(Settings):
+    """``spec.deploySpec.workerSpec.parameters``."""
+
+    HE_SAVED_URL: str | None = Field(None, description="hard-example store written by the deploy worker (clean "
+                                                       "frames + sidecars)")
+    input_shape: str | None = Field(None, description="height,width; informational")
+    video_url: str | None = Field(None, description="the deploy worker's video source (used by `mlkit joint run`)")
+    model_name: str = Field("little", description="name of the model in the serving repository")
+
+
+class Condition(Strict):
     operator: str
     threshold: float
     metric: str
@@ -135,7 +139,7 @@ def _hhmm(v: Any) -> str:
     return f"{int(m[1]):02d}:{m[2]}"
 
 
-class Timer(_Strict):
+class Timer(Strict):
     start: str
     end: str
 
@@ -145,7 +149,7 @@ class Timer(_Strict):
         return _hhmm(v)
 
 
-class TrainTrigger(_Strict):
+class TrainTrigger(Strict):
     checkPeriodSeconds: float = 60.0
     timer: Timer | None = None  # absent: any time of day
     condition: Condition
@@ -165,7 +169,7 @@ class TrainTrigger(_Strict):
         return v
 
 
-class DeployTrigger(_Strict):
+class DeployTrigger(Strict):
     condition: Condition
 
     @field_validator("condition")
@@ -176,13 +180,13 @@ class DeployTrigger(_Strict):
         return v
 
 
-class ModelRef(_Strict):
+class ModelRef(Strict):
     name: str
     url: str | None = None
     format: str | None = None
 
 
-class DatasetRef(_Strict):
+class DatasetRef(Strict):
     name: str = "incremental-dataset"
     url: str
     format: str = "jsonl"
@@ -205,21 +209,21 @@ class DatasetRef(_Strict):
         return v
 
 
-class HardExampleMining(_Strict):
+class HardExampleMining(Strict):
     name: str
     parameters: list[KeyValue] = Field(default_factory=list)
 
 
-class TrainSpec(_Strict):
+class TrainSpec(Strict):
     workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
     trigger: TrainTrigger
 
 
-class EvalSpec(_Strict):
+class EvalSpec(Strict):
     workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
 
 
-class DeploySpec(_Strict):
+class DeploySpec(Strict):
     model: ModelRef
     trigger: DeployTrigger
     nodeName: str | None = None
@@ -227,7 +231,7 @@ class DeploySpec(_Strict):
     workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
 
 
-class JobSpec(_Strict):
+class JobSpec(Strict):
     initialModel: ModelRef
     dataset: DatasetRef
     trainSpec: TrainSpec
@@ -250,7 +254,7 @@ class Metadata(BaseModel):
         return v
 
 
-class IncrementalLearningJob(_Strict):
+class IncrementalLearningJob(Strict):
     apiVersion: str = "mlkit.io/v1"
     kind: str = "IncrementalLearningJob"
     metadata: Metadata
@@ -262,10 +266,10 @@ class IncrementalLearningJob(_Strict):
         return self.metadata.name
 
     def train_parameters(self) -> dict[str, Any]:
-        return _typed(self.spec.trainSpec.workerSpec.parameters, TRAIN_PARAMETERS, "spec.trainSpec")
+        return _settings(TrainSettings, self.spec.trainSpec.workerSpec, "spec.trainSpec").model_dump()
 
     def eval_parameters(self) -> dict[str, Any]:
-        p = _typed(self.spec.evalSpec.workerSpec.parameters, EVAL_PARAMETERS, "spec.evalSpec")
+        p = _settings(EvalSettings, self.spec.evalSpec.workerSpec, "spec.evalSpec").model_dump()
         train = self.train_parameters()
         for key in ("obj_threshold", "nms_threshold"):
             if p[key] is None:
@@ -273,13 +277,13 @@ class IncrementalLearningJob(_Strict):
         return p
 
     def deploy_parameters(self) -> dict[str, Any]:
-        return _typed(self.spec.deploySpec.workerSpec.parameters, DEPLOY_PARAMETERS, "spec.deploySpec")
+        return _settings(DeploySettings, self.spec.deploySpec.workerSpec, "spec.deploySpec").model_dump()
 
     def mining_spec(self) -> dict | None:
         hem = self.spec.deploySpec.hardExampleMining
         if hem is None:
             return None
-        return {"method": hem.name, "param": {kv.key: _scalar(kv.value) for kv in hem.parameters}}
+        return {"method": hem.name, "param": {kv.key: scalar(kv.value) for kv in hem.parameters}}
 
     def path(self, value: str) -> Path:
         """A path from the spec: relative paths are relative to the YAML file's folder."""
@@ -376,3 +380,7 @@ def load_job(path: str | Path) -> IncrementalLearningJob:
 
     path = Path(path)
     return parse_job(read_yaml(path, "incremental learning job"), str(path), source=path.resolve())
+
+
+def _settings(cls: type[Settings], worker: WorkerSpec, where: str) -> Settings:
+    return from_pairs(cls, ((kv.key, kv.value) for kv in worker.parameters), where)

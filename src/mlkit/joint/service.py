@@ -13,10 +13,11 @@ from mlkit.data.atomic import atomic_write_text
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient
 from mlkit.joint.outputs import OutputWriter
-from mlkit.joint.settings import CloudSettings, EdgeSettings, settings
+from mlkit.joint.settings import CloudSettings, EdgeSettings
 from mlkit.joint.spec import JointInferenceService
 from mlkit.joint.stats import JointStats
 from mlkit.joint.worker import JointWorker
+from mlkit.specfiles import settings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,33 +10,23 @@ the ranges), with the messages those give.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudConfig
 from mlkit.joint.outputs import OutputConfig
 from mlkit.joint.worker import WorkerConfig
-from mlkit.specfiles import parse_hw
+from mlkit.specfiles import Settings, parse_hw
 
 
 def _default(config: type, name: str) -> Any:
     return {f.name: f.default for f in dataclasses.fields(config)}[name]
 
 
-class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @classmethod
-    def keys(cls) -> dict[str, str]:
-        """``{key: help}`` of every setting, in order."""
-        return {name: field.description or "" for name, field in cls.model_fields.items()}
-
-
-class EdgeSettings(_Settings):
+class EdgeSettings(Settings):
     """The edge worker's parameters (``spec.edgeWorker.workerSpec.parameters``)."""
 
     video_url: str | None = Field(None, description="video file, RTSP/HTTP URL or camera index (required)")
@@ -87,7 +77,7 @@ class EdgeSettings(_Settings):
                             display_threshold=self.display_threshold)
 
 
-class CloudSettings(_Settings):
+class CloudSettings(Settings):
     """The cloud client's parameters (``spec.cloudWorker.workerSpec.parameters``)."""
 
     endpoint: str | None = Field(None, description="http://host:port of the KServe server (required)")
@@ -129,53 +119,3 @@ class CloudSettings(_Settings):
                            max_in_flight=self.max_in_flight, upload_max_hw=self.upload_max_shape,
                            upload_batch=self.upload_batch, upload_wait_ms=self.upload_wait_ms,
                            score_threshold=score_threshold, token=token)
-
-
-def from_pairs(cls: type[_Settings], pairs: Iterable[tuple[str, Any]], where: str) -> _Settings:
-    """Validate ``(key, value)`` pairs (the YAML's strings, or typed values) into ``cls``; ``MlkitError`` naming the
-    key for an unknown or repeated key or a value of the wrong type."""
-    values: dict[str, Any] = {}
-    for key, value in pairs:
-        if key not in cls.model_fields:
-            raise MlkitError(f"{where}.workerSpec.parameters: unknown key {key!r}; known keys: "
-                             + ", ".join(sorted(cls.model_fields)))
-        if key in values:
-            raise MlkitError(f"{where}.workerSpec.parameters: key {key!r} is given twice")
-        if not isinstance(value, str) and str in _types(cls.model_fields[key].annotation):
-            value = str(value)  # `value: 0` (a camera index) is the string "0" to a text setting
-        values[key] = value
-    try:
-        return cls.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = str(first["loc"][0]) if first["loc"] else ""
-        raise MlkitError(f"{where}.workerSpec.parameters: {key}={values.get(key)!r}: {_reason(first)}") from None
-
-
-_REASONS = {"int": "expected an integer", "float": "expected a number", "bool": "expected true or false"}
-
-
-def _reason(error: dict) -> str:
-    """A pydantic error in the words the spec's users read: "expected an integer", parse_hw's own message, ..."""
-    kind = error["type"].split("_")[0]
-    if kind in _REASONS and error["type"].endswith(("_parsing", "_type", "_from_float")):
-        return _REASONS[kind]
-    return error["msg"].removeprefix("Value error, ")
-
-
-def _types(annotation: Any) -> tuple:
-    import typing
-
-    return typing.get_args(annotation) or (annotation,)
-
-
-def settings(cls: type[_Settings], value: _Settings | dict | None, where: str) -> _Settings:
-    """``value`` as ``cls``: an instance as is, a dict validated (``MlkitError`` naming the bad key), None the
-    defaults."""
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls.model_validate(value or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors())
-        raise MlkitError(f"{where}: {problems}") from None

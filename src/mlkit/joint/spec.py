@@ -39,51 +39,34 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlkit.errors import MlkitError
-from mlkit.joint.settings import CloudSettings, EdgeSettings, from_pairs
-from mlkit.specfiles import parse_hw
+from mlkit.joint.settings import CloudSettings, EdgeSettings
+from mlkit.specfiles import KeyValue, Strict, WorkerSpec, from_pairs, scalar
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class KeyValue(_Strict):
-    key: str
-    value: str | int | float | bool
-
-
-class ModelRef(_Strict):
+class ModelRef(Strict):
     name: str
     url: str | None = None  # a local model (edge): .tflite file or folder; the cloud uses name at its endpoint
 
 
-class HardExampleMining(_Strict):
+class HardExampleMining(Strict):
     name: str
     parameters: list[KeyValue] = Field(default_factory=list)
 
 
-class WorkerSpec(_Strict):
-    scriptDir: str | None = None
-    scriptBootFile: str | None = None
-    frameworkType: str | None = None
-    frameworkVersion: str | None = None
-    parameters: list[KeyValue] = Field(default_factory=list)
-
-
-class EdgeWorker(_Strict):
+class EdgeWorker(Strict):
     model: ModelRef
     nodeName: str | None = None
     hardExampleMining: HardExampleMining
     workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
 
 
-class CloudWorker(_Strict):
+class CloudWorker(Strict):
     model: ModelRef
     nodeName: str | None = None
     workerSpec: WorkerSpec = Field(default_factory=WorkerSpec)
 
 
-class ServiceSpec(_Strict):
+class ServiceSpec(Strict):
     edgeWorker: EdgeWorker
     cloudWorker: CloudWorker | None = None  # absent: edge only
 
@@ -94,7 +77,7 @@ class Metadata(BaseModel):
     namespace: str | None = None
 
 
-class JointInferenceService(_Strict):
+class JointInferenceService(Strict):
     apiVersion: str = "mlkit.io/v1"
     kind: str = "JointInferenceService"
     metadata: Metadata = Field(default_factory=Metadata)
@@ -120,51 +103,7 @@ class JointInferenceService(_Strict):
     def mining_spec(self) -> dict:
         """``{"method": ..., "param": {...}}`` for ``mlkit.mining.build_filter``."""
         hem = self.spec.edgeWorker.hardExampleMining
-        return {"method": hem.name, "param": {kv.key: _scalar(kv.value) for kv in hem.parameters}}
-
-
-def _scalar(value: Any) -> Any:
-    """"0.9" -> 0.9, "3" -> 3, "true" -> True; other strings stay strings (the filter checks types)."""
-    if not isinstance(value, str):
-        return value
-    import yaml
-
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
-    return parsed if isinstance(parsed, int | float | bool) else value
-
-
-def _typed(pairs: list[KeyValue], known: dict[str, tuple[type, Any, str]], where: str) -> dict[str, Any]:
-    out = {k: default for k, (_, default, _) in known.items()}
-    seen = set()
-    for kv in pairs:
-        if kv.key not in known:
-            raise MlkitError(f"{where}.workerSpec.parameters: unknown key {kv.key!r}; known keys: "
-                             + ", ".join(sorted(known)))
-        if kv.key in seen:
-            raise MlkitError(f"{where}.workerSpec.parameters: key {kv.key!r} is given twice")
-        seen.add(kv.key)
-        typ = known[kv.key][0]
-        value = _scalar(kv.value) if typ not in (str, tuple) else str(kv.value)
-        try:
-            if typ is tuple:
-                value = parse_hw(value)
-            elif typ is bool:
-                if not isinstance(value, bool):
-                    raise ValueError("expected true or false")
-            elif typ is int:
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError("expected an integer")
-            elif typ is float:
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError("expected a number")
-                value = float(value)
-        except ValueError as exc:
-            raise MlkitError(f"{where}.workerSpec.parameters: {kv.key}={kv.value!r}: {exc}") from None
-        out[kv.key] = value
-    return out
+        return {"method": hem.name, "param": {kv.key: scalar(kv.value) for kv in hem.parameters}}
 
 
 def load_service(path: str | Path) -> JointInferenceService:
