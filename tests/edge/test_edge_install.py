@@ -54,7 +54,7 @@ def test_the_edge_venv_has_no_heavy_frameworks(edge_venv):
                      "ai_edge_litert": True, "cv2": True, "httpx": True, "aiohttp": True,
                      "numpy": True}
     helped = _run([str(edge_venv / "bin" / "mlkit"), "joint", "run", "--help"])
-    assert helped.returncode == 0 and "--config" in helped.stdout
+    assert helped.returncode == 0 and "SERVICE.yaml" in helped.stdout
 
 
 def test_joint_run_in_the_edge_venv_against_a_local_cloud(edge_venv, tmp_path):
@@ -80,7 +80,7 @@ def test_joint_run_in_the_edge_venv_against_a_local_cloud(edge_venv, tmp_path):
         data["spec"]["cloudWorker"]["workerSpec"]["parameters"][1]["value"] = "60000"
         config = tmp_path / "joint.yaml"
         config.write_text(yaml.safe_dump(data))
-        result = _run([str(edge_venv / "bin" / "mlkit"), "joint", "run", "--config", str(config), "--no-progress"],
+        result = _run([str(edge_venv / "bin" / "mlkit"), "joint", "run", str(config), "--no-progress"],
                       cwd=tmp_path, env={**os.environ, "PATH": f"{edge_venv / 'bin'}:{os.environ['PATH']}"})
     finally:
         server.stop()

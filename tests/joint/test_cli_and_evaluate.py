@@ -15,7 +15,7 @@ from tests.joint.conftest import joint_spec
 def test_joint_run_cli_end_to_end(video, cloud_server, tmp_path):
     every_frame = {"name": "Uncertainty", "parameters": [{"key": "threshold_uncertainty", "value": "0.0"}]}
     config = joint_spec(tmp_path, video, cloud_server.url, every_frame)  # 0 = every frame is hard
-    result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    result = CliRunner().invoke(main, ["joint", "run", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "end of file" in result.output.lower() or "source:" in result.output
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
@@ -31,7 +31,7 @@ def test_output_paths_that_cannot_be_written_are_usage_errors(video, cloud_serve
     every_frame = {"name": "Uncertainty", "parameters": [{"key": "threshold_uncertainty", "value": "0.0"}]}
     config = joint_spec(tmp_path, video, cloud_server.url, every_frame)
     (tmp_path / "out" / "results.jsonl").mkdir(parents=True)  # a folder where the results file goes
-    result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    result = CliRunner().invoke(main, ["joint", "run", str(config), "--no-progress"])
     assert result.exit_code == 2 and "results.jsonl: Is a directory" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     data = yaml.safe_load(config.read_text())
@@ -41,7 +41,7 @@ def test_output_paths_that_cannot_be_written_are_usage_errors(video, cloud_serve
     for p in params:
         p["value"] = moved.get(p["key"], p["value"])
     config.write_text(yaml.safe_dump(data))
-    result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    result = CliRunner().invoke(main, ["joint", "run", str(config), "--no-progress"])
     assert result.exit_code == 2 and "taken: File exists" in result.output, result.output
 
 
@@ -54,7 +54,7 @@ def test_the_first_fallback_of_each_kind_says_why(video, cloud_server, tmp_path,
     data["spec"]["cloudWorker"]["model"]["name"] = "nosuchmodel"
     config.write_text(yaml.safe_dump(data))
     with caplog.at_level("WARNING", logger="mlkit.joint.worker"):
-        result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+        result = CliRunner().invoke(main, ["joint", "run", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "cloud http_4xx (404" in warnings[0] and "nosuchmodel" in warnings[0], warnings

@@ -56,13 +56,13 @@ def _with_token_file(spec_path, path) -> None:
 def test_joint_run_reads_the_token_file_of_the_spec(video, auth_cloud, token_file, tmp_path, caplog):
     spec = joint_spec(tmp_path, video, auth_cloud.url, EVERY_FRAME)
     with caplog.at_level("WARNING", logger="mlkit.joint.worker"):
-        result = CliRunner().invoke(main, ["joint", "run", "--config", str(spec), "--no-progress"])
+        result = CliRunner().invoke(main, ["joint", "run", str(spec), "--no-progress"])
     assert result.exit_code == 0, result.output
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "cloud http_4xx (401: " in warnings[0], warnings  # without the key: said once
     assert "requires a bearer token" in warnings[0]
     _with_token_file(spec, token_file)
-    result = CliRunner().invoke(main, ["joint", "run", "--config", str(spec), "--no-progress"])
+    result = CliRunner().invoke(main, ["joint", "run", str(spec), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["cloud_results"] == 10
 
@@ -70,7 +70,7 @@ def test_joint_run_reads_the_token_file_of_the_spec(video, auth_cloud, token_fil
 def test_a_missing_token_file_stops_the_run_before_it_starts(video, tmp_path):
     spec = joint_spec(tmp_path, video, "http://127.0.0.1:1", EVERY_FRAME)
     _with_token_file(spec, tmp_path / "missing")
-    result = CliRunner().invoke(main, ["joint", "run", "--config", str(spec), "--no-progress"])
+    result = CliRunner().invoke(main, ["joint", "run", str(spec), "--no-progress"])
     assert result.exit_code == 2 and f"cannot read the auth token file {tmp_path / 'missing'}" in result.output
     assert "Traceback" not in result.output
 

@@ -244,12 +244,12 @@ def test_interpolate_with_the_cloud_down_keeps_edge_results_and_ends(edge_model,
 def test_spec_reuse_keys_reach_the_worker_and_bad_values_are_usage_errors(video, cloud_server, tmp_path):
     keyframes = {"name": "Keyframe", "parameters": [{"key": "keyframe_ratio", "value": "0.34"}]}
     config = joint_spec(tmp_path, video, cloud_server.url, keyframes, (("reuse", "interpolate"),))
-    result = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    result = CliRunner().invoke(main, ["joint", "run", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["frames"] == 10 and stats["reused_frames"] == 10 - stats["cloud_results"] > 0
     assert "reused answers" in result.output
     joint_spec(tmp_path, video, cloud_server.url, keyframes, (("reuse", "always"),))
-    bad = CliRunner().invoke(main, ["joint", "run", "--config", str(config), "--no-progress"])
+    bad = CliRunner().invoke(main, ["joint", "run", str(config), "--no-progress"])
     assert bad.exit_code == 2 and "reuse must be one of none, hold, interpolate; got 'always'" in bad.output
     assert "Traceback" not in bad.output

@@ -121,11 +121,22 @@ def test_a_bad_filter_parameter_is_named(tmp_path):
 
 def test_cli_errors_are_usage_errors_not_tracebacks(tmp_path):
     runner = CliRunner()
-    missing = runner.invoke(main, ["joint", "run", "--config", str(tmp_path / "nope.yaml")])
+    missing = runner.invoke(main, ["joint", "run", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "joint-inference config not found" in missing.output
     assert "Traceback" not in missing.output
-    broken = runner.invoke(main, ["joint", "run", "--config", str(write(tmp_path, "spec: [unclosed"))])
+    broken = runner.invoke(main, ["joint", "run", str(write(tmp_path, "spec: [unclosed"))])
     assert broken.exit_code == 2 and "is not valid YAML" in broken.output
     no_video = textwrap.dedent(EXAMPLE).replace("data/helmet.avi", str(tmp_path / "missing.avi"))
-    result = runner.invoke(main, ["joint", "run", "--config", str(write(tmp_path, no_video)), "--no-progress"])
+    result = runner.invoke(main, ["joint", "run", str(write(tmp_path, no_video)), "--no-progress"])
     assert result.exit_code == 2 and "video file not found" in result.output, result.output
+
+
+def test_the_old_config_option_still_runs_with_a_deprecation_line(tmp_path):
+    runner = CliRunner()
+    old = runner.invoke(main, ["joint", "run", "--config", str(tmp_path / "nope.yaml")])
+    assert "`--config FILE` is deprecated" in old.output and "nope.yaml" in old.output
+    assert old.exit_code == 2 and "Traceback" not in old.output
+    both = runner.invoke(main, ["joint", "run", "a.yaml", "--config", "b.yaml"])
+    assert both.exit_code == 2 and "give the spec once" in both.output
+    neither = runner.invoke(main, ["joint", "run"])
+    assert neither.exit_code == 2 and "Missing argument 'SERVICE.yaml'" in neither.output

@@ -16,16 +16,27 @@ def joint() -> None:
 
 
 @joint.command("run")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
-              help="JointInferenceService YAML (see `mlkit joint example-config`).")
+@click.argument("spec_path", metavar="SERVICE.yaml", type=click.Path(path_type=Path), required=False)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, hidden=True,
+              help="Deprecated spelling of the SERVICE.yaml argument.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @friendly
-def run_cmd(config_path: Path, no_progress: bool) -> None:
-    """Run the edge worker on the config's video source until it ends; print the statistics."""
+def run_cmd(spec_path: Path | None, config_path: Path | None, no_progress: bool) -> None:
+    """Run the edge worker of SERVICE.yaml (a JointInferenceService, see `mlkit joint example-config`) on its video
+    source until it ends; print the statistics. The spec is an argument, as in `mlkit incremental run JOB.yaml`."""
     from mlkit.joint.service import format_stats, run_service
     from mlkit.joint.spec import load_service
 
-    service = load_service(config_path)
+    if config_path is not None:
+        if spec_path is not None:
+            raise click.UsageError("give the spec once: `mlkit joint run SERVICE.yaml` (--config is its old spelling)")
+        click.echo("warning: `--config FILE` is deprecated and will be removed in the next release; use "
+                   "`mlkit joint run FILE`", err=True)
+        spec_path = config_path
+    if spec_path is None:
+        raise click.UsageError("Missing argument 'SERVICE.yaml' (a JointInferenceService; `mlkit joint "
+                               "example-config` prints one)")
+    service = load_service(spec_path)
     summary = run_service(service, echo=click.echo, progress=not no_progress)
     click.echo(f"source: {summary.source_end}")
     click.echo(format_stats(summary.stats))
