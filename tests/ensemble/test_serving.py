@@ -178,8 +178,8 @@ def test_the_server_refuses_an_invalid_pipeline_config_before_serving(config_dir
     import sys
 
     def serve(*args):
-        return subprocess.run([sys.executable, "-m", "mlkit.serving", "--host", "127.0.0.1", "--no-watch", *args],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run([sys.executable, "-m", "mlkit.serving", "--host", "127.0.0.1", "--model-control", "none",
+                               *args], capture_output=True, text=True, timeout=120)
 
     cfg = json.loads((config_dir / "config.json").read_text())
     cfg["pipeline_config_list"][0]["nodes"][2]["inputs"].pop()  # argmax input2 loses its connection
@@ -192,7 +192,7 @@ def test_the_server_refuses_an_invalid_pipeline_config_before_serving(config_dir
     finally:
         bad.unlink()
     assert r.returncode == 2, r.stderr[-2000:]
-    assert "error: pipeline 'ensemble': node 'argmax_node': input 'input2' of model 'argmax' has no connection" \
+    assert "Error: pipeline 'ensemble': node 'argmax_node': input 'input2' of model 'argmax' has no connection" \
         in r.stderr
     r = serve("--graph-config", str(config_dir / "config.json"), "--model-dir", str(tmp_path / "repo"))
     assert r.returncode == 2 and "pipeline 'average' is named like the model folder" in r.stderr, r.stderr[-2000:]

@@ -57,7 +57,7 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model repository: <name>/<version>/model.tflite + metadata.json (required without a "
                    "subcommand).")
-@click.option("--port", "http_port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+@click.option("--port", "--http-port", "http_port", type=click.IntRange(1, 65535), default=8080, show_default=True,
               help="HTTP port (KServe v1 and v2 REST, /metrics).")
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="v2 gRPC port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 to expose it.")
@@ -79,13 +79,18 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
 @click.option("--graph-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pipeline config (config.json, see `mlkit graph`): also serve its models and pipelines; "
                    "--model-dir is then optional.")
+@click.option("--graph-step", default=None, metavar="PIPELINE/NODE",
+              help="With --graph-config: serve only this node, as one step of a KServe InferenceGraph.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log a line per request (request counts and latencies are on /metrics either way).")
+@click.option("--response-delay-ms", type=click.FloatRange(min=0), default=0.0, hidden=True,
+              help="Fault injection: hold every inference answer this long (tests of slow-cloud handling).")
+@click.option("--no-watch", is_flag=True, hidden=True, help="Deprecated spelling of --model-control none.")
 @click.pass_context
 @friendly
 def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latency_ms, threads, instances,
           max_queue, queue_timeout_ms, keep_versions, max_payload_mb, model_control, auth_token_file, poll_seconds,
-          graph_config, access_log) -> None:
+          graph_config, graph_step, access_log, response_delay_ms, no_watch) -> None:
     """Serve models with KServe (v1/v2 REST, v2 gRPC), locally or on a cluster.
 
     Without a subcommand: serve every model in --model-dir in the foreground until Ctrl-C
@@ -105,9 +110,14 @@ def serve(ctx, model_dir, http_port, grpc_port, host, max_batch_size, max_latenc
     from mlkit.serving.auth import token_file_option
     from mlkit.serving.server import run_server
 
+    if no_watch:
+        click.echo("warning: --no-watch is deprecated and will be removed in the next release; use --model-control "
+                   "none", err=True)
+        model_control = "none" if model_control == "poll" else model_control
     run_server(model_dir, http_port=http_port, grpc_port=grpc_port, host=host, max_batch_size=max_batch_size,
                max_latency_ms=max_latency_ms, num_threads=threads, instances=instances, max_payload_mb=max_payload_mb,
-               poll_seconds=poll_seconds, graph_config=graph_config, access_log=access_log,
+               poll_seconds=poll_seconds, graph_config=graph_config, graph_step=graph_step, access_log=access_log,
+               response_delay_ms=response_delay_ms,
                model_control=model_control, auth_token_file=token_file_option(auth_token_file),
                max_queue=max_queue, queue_timeout_ms=queue_timeout_ms, keep_versions=keep_versions)
 
