@@ -60,8 +60,8 @@ def test_the_edge_venv_has_no_heavy_frameworks(edge_venv):
 def test_joint_run_in_the_edge_venv_against_a_local_cloud(edge_venv, tmp_path):
     if not (LITTLE / "int8" / "model.tflite").is_file():
         pytest.skip("the committed little model is missing")
+    from mlkit.cli.joint import EXAMPLE
     from mlkit.data.synthetic.video import VideoSpec, render_video
-    from mlkit.joint.cli import EXAMPLE
     from mlkit.serving.server import start_background_server
 
     video = tmp_path / "site.avi"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlkit.cli.pipeline import compile_pipeline
 from mlkit.components.common import MLKIT_IMAGE
-from mlkit.pipeline_cli import compile_pipeline
 from mlkit.pipelines import PIPELINES, file_stem
 
 GOLDEN = Path(__file__).resolve().parents[2] / "pipelines" / "golden"

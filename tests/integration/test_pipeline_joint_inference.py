@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mlkit.pipeline_cli import pipeline
+from mlkit.cli.pipeline import pipeline
 
 
 @pytest.mark.slow

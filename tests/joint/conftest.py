@@ -126,7 +126,7 @@ def joint_spec(tmp_path, video, cloud_url: str, mining: dict, edge_extra: tuple 
     """
     import yaml
 
-    from mlkit.joint.cli import EXAMPLE
+    from mlkit.cli.joint import EXAMPLE
 
     data = yaml.safe_load(EXAMPLE.replace("joint-output", str(tmp_path / "out")))
     data["spec"]["edgeWorker"]["model"]["url"] = "models/little/tflite/int8"

@@ -9,8 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 from mlkit.cli import main
+from mlkit.cli.joint import EXAMPLE
 from mlkit.errors import MlkitError
-from mlkit.joint.cli import EXAMPLE
 from mlkit.joint.spec import load_service
 from mlkit.mining import build_filter
 

@@ -236,9 +236,9 @@ def test_model_control_options(tmp_path, monkeypatch):
 
     import mlkit.serving.server as server_module
     from mlkit.cli import main
+    from mlkit.cli.serve import serve, start_cmd
     from mlkit.errors import MlkitError
     from mlkit.serving.__main__ import parse_args
-    from mlkit.serving.serve_cli import serve, start_cmd
     from mlkit.serving.server import MODEL_CONTROL_MODES, build_server
 
     assert MODEL_CONTROL_MODES == ("none", "poll", "explicit")

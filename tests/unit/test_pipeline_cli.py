@@ -14,8 +14,8 @@ import yaml
 from click.testing import CliRunner
 from kfp import dsl
 
-from mlkit import pipeline_cli
-from mlkit.pipeline_cli import pipeline
+from mlkit.cli import pipeline as pipeline_cli
+from mlkit.cli.pipeline import pipeline
 
 ALL_EXECUTORS = {"exec-convert", "exec-convert-2", "exec-download", "exec-evaluate", "exec-evaluate-2",
                  "exec-generate-dataset", "exec-publish", "exec-serve", "exec-train", "exec-train-2"}
@@ -278,7 +278,7 @@ def test_cli_variants_match_the_library():
 
 
 def test_cli_profiles_match_the_library():
-    from mlkit.clitools import PROFILE_NAMES
+    from mlkit.cli.tools import PROFILE_NAMES
     from mlkit.profiles import PROFILES
 
     assert set(PROFILE_NAMES) == set(PROFILES)

@@ -23,7 +23,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The options ``argv`` gives the server (as ``mlkit serve`` parses them, with the container's defaults)."""
     import click
 
-    from mlkit.serving.serve_cli import serve
+    from mlkit.cli.serve import serve
 
     argv = list(argv)
     try:
@@ -36,7 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlkit.serving.serve_cli import serve
+    from mlkit.cli.serve import serve
 
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from mlkit.clitools import friendly
+from mlkit.cli.tools import friendly
 from mlkit.errors import MlkitError
 from mlkit.serving.options import DEFAULT_MAX_LATENCY_MS
 from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS

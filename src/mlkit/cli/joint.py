@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlkit.clitools import friendly
+from mlkit.cli.tools import friendly
 from mlkit.joint.reuse import REUSE_RULES
 
 

@@ -2,7 +2,7 @@
 
 The pipelines are ``mlkit.pipelines`` (the repository's top-level ``pipelines/`` folder, installed with mlkit),
 so these commands work from an installed wheel in any folder. kfp is imported inside the commands, so
-``import mlkit.pipeline_cli`` stays cheap.
+``import mlkit.cli.pipeline`` stays cheap.
 
 Registered in ``mlkit.cli`` with ``main.add_command(pipeline)``.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from mlkit.clitools import PROFILE_NAMES, friendly
+from mlkit.cli.tools import PROFILE_NAMES, friendly
 from mlkit.errors import MlkitError
 
 # The names of mlkit.models.export.VARIANTS (not imported: it would pull numpy into every CLI start).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mlkit.clitools import PROFILE_NAMES, friendly
+from mlkit.cli.tools import PROFILE_NAMES, friendly
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -250,12 +250,12 @@ def demo_cmd(out_dir, from_scratch, profile, keep_serving) -> None:
 
 
 def _register_subcommands() -> None:
-    from mlkit.client.stream_cli import stream
-    from mlkit.incremental.cli import incremental, label
-    from mlkit.joint.cli import joint
-    from mlkit.pipeline_cli import pipeline
-    from mlkit.serving.graph.cli import graph
-    from mlkit.serving.serve_cli import serve
+    from mlkit.cli.graph import graph
+    from mlkit.cli.incremental import incremental, label
+    from mlkit.cli.joint import joint
+    from mlkit.cli.pipeline import pipeline
+    from mlkit.cli.serve import serve
+    from mlkit.cli.stream import stream
 
     main.add_command(joint)
     main.add_command(graph)
