@@ -17,13 +17,19 @@ import click
 
 from mlkit.cli.tools import friendly
 from mlkit.errors import MlkitError
-from mlkit.serving.options import DEFAULT_MAX_LATENCY_MS
+from mlkit.serving.options import (
+    DEFAULT_INSTANCES,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_LATENCY_MS,
+    DEFAULT_MAX_PAYLOAD_MB,
+    DEFAULT_THREADS,
+)
 from mlkit.serving.overload import DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS
 
 # the interpreter options, shared by the foreground server, detached servers and the manifests
-_THREADS = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+_THREADS = click.option("--threads", type=click.IntRange(min=1), default=DEFAULT_THREADS, show_default=True,
                         help="Interpreter threads per model instance.")
-_INSTANCES = click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+_INSTANCES = click.option("--instances", type=click.IntRange(min=1), default=DEFAULT_INSTANCES, show_default=True,
                           help="Interpreters per model, running merged batches in parallel (Triton's instance "
                                "count). More instances of fewer threads trade a lone request's latency for "
                                "throughput under load.")
@@ -53,6 +59,22 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
                                      "else 401.  [default: $MLKIT_AUTH_TOKEN_FILE, else no authentication]")
 
 
+_BATCH_SIZE = click.option("--max-batch-size", type=click.IntRange(min=1), default=DEFAULT_MAX_BATCH_SIZE,
+                           show_default=True,
+                           help="Merge concurrent requests up to this many images (1 = no batching).")
+_LATENCY = click.option("--max-latency-ms", type=click.FloatRange(min=0), default=DEFAULT_MAX_LATENCY_MS,
+                        show_default=True, help="Longest wait to fill a batch.")
+
+
+def _model_options(fn):
+    """The options every local server takes for each model version: batching, interpreters, queue, versions, model
+    control and token (the foreground server and `serve start` alike)."""
+    for option in reversed((_BATCH_SIZE, _LATENCY, _THREADS, _INSTANCES, _MAX_QUEUE, _QUEUE_TIMEOUT, _KEEP_VERSIONS,
+                            _MODEL_CONTROL, _AUTH_TOKEN_FILE)):
+        fn = option(fn)
+    return fn
+
+
 @click.group("serve", invoke_without_command=True)
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model repository: <name>/<version>/model.tflite + metadata.json (required without a "
@@ -61,19 +83,9 @@ _AUTH_TOKEN_FILE = click.option("--auth-token-file", type=click.Path(dir_okay=Fa
               help="HTTP port (KServe v1 and v2 REST, /metrics).")
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=8081, show_default=True, help="v2 gRPC port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 to expose it.")
-@click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Merge concurrent requests up to this many images (1 = no batching).")
-@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=DEFAULT_MAX_LATENCY_MS, show_default=True,
-              help="Longest wait to fill a batch.")
-@_THREADS
-@_INSTANCES
-@_MAX_QUEUE
-@_QUEUE_TIMEOUT
-@_KEEP_VERSIONS
-@click.option("--max-payload-mb", type=click.FloatRange(min=0, min_open=True), default=16.0, show_default=True,
-              help="Largest request body; bigger ones get 400.")
-@_MODEL_CONTROL
-@_AUTH_TOKEN_FILE
+@_model_options
+@click.option("--max-payload-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_PAYLOAD_MB,
+              show_default=True, help="Largest request body; bigger ones get 400.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="How often to look for new model versions (--model-control poll).")
 @click.option("--graph-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -155,15 +167,7 @@ def _check_bindable(host: str, port: int, option: str) -> None:
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=8081, show_default=True,
               help="v2 gRPC port (same rule).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--max-batch-size", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-latency-ms", type=click.FloatRange(min=0), default=DEFAULT_MAX_LATENCY_MS, show_default=True)
-@_THREADS
-@_INSTANCES
-@_MAX_QUEUE
-@_QUEUE_TIMEOUT
-@_KEEP_VERSIONS
-@_MODEL_CONTROL
-@_AUTH_TOKEN_FILE
+@_model_options
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds to wait for the server to be ready.")
 @click.option("--replace", is_flag=True, help="Stop a running server of the same name first.")

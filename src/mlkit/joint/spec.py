@@ -1,29 +1,8 @@
 """The JointInferenceService YAML, shaped like the seed's (edgeWorker / cloudWorker / hardExampleMining).
 
-::
-
-    apiVersion: mlkit.io/v1
-    kind: JointInferenceService
-    metadata: {name: helmet-detection-inference-example}
-    spec:
-      edgeWorker:
-        model: {name: little, url: models/little/tflite/int8}
-        hardExampleMining:
-          name: IBT
-          parameters:
-            - {key: threshold_img, value: "0.9"}
-            - {key: threshold_box, value: "0.9"}
-        workerSpec:
-          parameters:
-            - {key: video_url, value: data/video.avi}
-            - {key: all_examples_inference_output, value: joint-output/all_examples_inference_output}
-      cloudWorker:
-        model: {name: big}
-        workerSpec:
-          parameters:
-            - {key: endpoint, value: "http://127.0.0.1:8080"}
-            - {key: timeout_ms, value: "2000"}
-            - {key: auth_token_file, value: /etc/mlkit/auth/token}   # only for a server that requires a token
+The edge worker names the little model, the hard-example filter and the worker's parameters (the video source,
+thresholds, output folders); the cloud worker names the served model and the client's parameters (endpoint,
+timeout, upload batching, the token file). ``mlkit joint example-config`` prints a complete one.
 
 Parameter values are strings, as in Kubernetes; they validate into the typed ``EdgeSettings`` and
 ``CloudSettings`` (``mlkit.joint.settings``), which Python callers use directly (``mlkit.joint.run``). Unknown
