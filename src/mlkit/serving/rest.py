@@ -6,11 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import Request  # at module level: FastAPI resolves the handlers' string annotations here
+import orjson
+from cloudevents.sdk.converters.util import has_binary_headers
+from fastapi import Request, Response  # at module level: FastAPI resolves the handlers' string annotations here
 from fastapi.responses import JSONResponse
+from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.protocol.rest.server import RESTServer
+from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
+from mlkit.serving.auth import BearerAuth
+from mlkit.serving.faults import ResponseDelay
 from mlkit.serving.overload import ServerBusy
+from mlkit.serving.payload import parse_v2_rest, v2_rest_response
 from mlkit.serving.status import CLIENT_ERRORS
 
 log = logging.getLogger("mlkit.serving.server")  # one logger for the whole server's lines
@@ -87,31 +94,38 @@ def add_client_error_handlers(app) -> None:
     app.add_exception_handler(ServerBusy, busy)
 
 
-def install_routes(app, dataplane, extension, max_payload_bytes: int, response_delay_ms: float = 0.0,
-                    auth_token: str | None = None) -> None:
-    """v2 infer/ready/metadata/load routes that run before KServe's own (first registered route wins)."""
-    import orjson
-    from cloudevents.sdk.converters.util import has_binary_headers
-    from fastapi import Response
-    from kserve.errors import ModelNotFound, ModelNotReady
-    from kserve.protocol.rest.v2_endpoints import V2Endpoints
+def _json_response(doc, headers=None) -> Response:
+    # what FastAPI's ORJSONResponse did, without its per-response deprecation warning
+    return Response(content=orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY),
+                    headers=headers, media_type="application/json")
 
-    from mlkit.serving.payload import parse_v2_rest, v2_rest_response
 
-    kserve_v2 = V2Endpoints(dataplane, extension)
+class V2Routes:
+    """mlkit's v2 infer, ready, metadata and load routes over KServe's dataplane; ``install`` registers them ahead of
+    KServe's own (the first registered route wins) with the middlewares."""
 
-    async def _ready_key(model_name: str, model_version: str | None) -> str:
-        key = model_name if not model_version else dataplane.model_registry.version_key(model_name, model_version)
-        if dataplane.model_registry.get_model(key) is None:
+    def __init__(self, dataplane, extension) -> None:
+        self.dataplane = dataplane
+        self.extension = extension
+        self.kserve_v2 = V2Endpoints(dataplane, extension)
+
+    @property
+    def registry(self):
+        return self.dataplane.model_registry
+
+    async def ready_key(self, model_name: str, model_version: str | None) -> str:
+        """The registry key of a ready model (``name`` or ``name@version``); 400, 404 or 503 otherwise."""
+        key = model_name if not model_version else self.registry.version_key(model_name, model_version)
+        if self.registry.get_model(key) is None:
             raise ModelNotFound(model_name)
-        if not await dataplane.model_registry.is_model_ready(key):
-            model = dataplane.model_registry.get_model(key)
+        if not await self.registry.is_model_ready(key):
+            model = self.registry.get_model(key)
             raise ModelNotReady(key, getattr(model, "load_error", None) or "")
         return key
 
-    async def infer(request: Request, model_name: str, model_version: str | None = None):
-        key = await _ready_key(model_name, model_version)
-        check_room = getattr(dataplane.model_registry.get_model(key), "check_room", None)
+    async def infer(self, request: Request, model_name: str, model_version: str | None = None):
+        key = await self.ready_key(model_name, model_version)
+        check_room = getattr(self.registry.get_model(key), "check_room", None)
         if check_room is not None:
             check_room()  # a busy model refuses before the body is even read
         body = await request.body()
@@ -120,78 +134,78 @@ def install_routes(app, dataplane, extension, max_payload_bytes: int, response_d
             infer_request = parse_v2_rest(body, headers, model_name, model_version)
         else:
             infer_request = await asyncio.to_thread(parse_v2_rest, body, headers, model_name, model_version)
-        response, response_headers = await dataplane.infer(model_name=model_name, request=infer_request,
-                                                          headers=headers)
+        response, response_headers = await self.dataplane.infer(model_name=model_name, request=infer_request,
+                                                               headers=headers)
         cloudevent = has_binary_headers(headers) or headers.get("content-type") == "application/cloudevents+json"
         fast = None if cloudevent else v2_rest_response(response)  # KServe wraps cloud events itself
         if fast is not None:
             return _json_response(fast)
-        response, res_headers = dataplane.encode(model_name=model_name, response=response, headers=headers,
-                                                 req_attributes={})
+        response, res_headers = self.dataplane.encode(model_name=model_name, response=response, headers=headers,
+                                                      req_attributes={})
         response_headers = {k: v for k, v in {**response_headers, **res_headers}.items()
                             if k.lower() in ("inference-header-content-length",)}
         if isinstance(response, bytes):
             return Response(content=response, headers=response_headers, media_type="application/octet-stream")
         return _json_response(response, response_headers)
 
-    def _json_response(doc, headers=None):
-        # what FastAPI's ORJSONResponse did, without its per-response deprecation warning
-        return Response(content=orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY),
-                        headers=headers, media_type="application/json")
-
-    async def infer_route(request: Request):
+    async def infer_route(self, request: Request):
         params = request.path_params
         version = params.get("model_version")
         if version is None and request.scope.get("query_string"):
             version = request.query_params.get("model_version")
-        return await infer(request, params["model_name"], version)
+        return await self.infer(request, params["model_name"], version)
 
-    def _version_of(key: str) -> str:
-        return str(dataplane.model_registry.get_model(key).version)  # "01" was asked: "1" is the answer
+    def _version_of(self, key: str) -> str:
+        return str(self.registry.get_model(key).version)  # "01" was asked: "1" is the answer
 
-    async def versioned_ready(model_name: str, model_version: str):
-        key = await _ready_key(model_name, model_version)
-        return {"name": model_name, "version": _version_of(key), "ready": True}
+    async def versioned_ready(self, model_name: str, model_version: str):
+        key = await self.ready_key(model_name, model_version)
+        return {"name": model_name, "version": self._version_of(key), "ready": True}
 
-    async def versioned_metadata(model_name: str, model_version: str):
-        key = await _ready_key(model_name, model_version)
-        meta = await dataplane.model_metadata(key)
-        return {**meta, "name": model_name, "versions": [_version_of(key)]}
+    async def versioned_metadata(self, model_name: str, model_version: str):
+        key = await self.ready_key(model_name, model_version)
+        meta = await self.dataplane.model_metadata(key)
+        return {**meta, "name": model_name, "versions": [self._version_of(key)]}
 
     # KServe's routes read ?model_version= and answer 501 "Model versioning not supported yet"
-    async def ready_route(model_name: str, model_version: str | None = None):
+    async def ready_route(self, model_name: str, model_version: str | None = None):
         if model_version:
-            return await versioned_ready(model_name, model_version)
-        return await kserve_v2.model_ready(model_name)
+            return await self.versioned_ready(model_name, model_version)
+        return await self.kserve_v2.model_ready(model_name)
 
-    async def metadata_route(model_name: str, model_version: str | None = None):
+    async def metadata_route(self, model_name: str, model_version: str | None = None):
         if model_version:
-            return await versioned_metadata(model_name, model_version)
-        return await kserve_v2.model_metadata(model_name)
+            return await self.versioned_metadata(model_name, model_version)
+        return await self.kserve_v2.model_metadata(model_name)
 
-    async def load_route(model_name: str):
-        await extension.load(model_name)
+    async def load_route(self, model_name: str):
+        await self.extension.load(model_name)
         return {"name": model_name, "load": True}
 
-    # plain Starlette routes: FastAPI's per-request dependency solving costs more than the rest of the route
-    app.router.add_route("/v2/models/{model_name}/infer", infer_route, methods=["POST"])
-    app.router.add_route("/v2/models/{model_name}/versions/{model_version}/infer", infer_route, methods=["POST"])
-    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/ready", versioned_ready,
-                      methods=["GET"], response_model=None)
-    app.add_api_route("/v2/models/{model_name}/versions/{model_version}", versioned_metadata, methods=["GET"],
-                      response_model=None)
-    app.add_api_route("/v2/models/{model_name}/ready", ready_route, methods=["GET"], response_model=None)
-    app.add_api_route("/v2/models/{model_name}", metadata_route, methods=["GET"], response_model=None)
-    app.add_api_route("/v2/repository/models/{model_name}/load", load_route, methods=["POST"], response_model=None)
-    app.add_middleware(PayloadLimit, max_bytes=max_payload_bytes)
-    if response_delay_ms > 0:
-        from mlkit.serving.faults import ResponseDelay
+    def install(self, app, max_payload_bytes: int, response_delay_ms: float = 0.0,
+                auth_token: str | None = None) -> None:
+        # plain Starlette routes for infer: FastAPI's per-request dependency solving costs more than the route
+        app.router.add_route("/v2/models/{model_name}/infer", self.infer_route, methods=["POST"])
+        app.router.add_route("/v2/models/{model_name}/versions/{model_version}/infer", self.infer_route,
+                             methods=["POST"])
+        for path, endpoint, method in (
+                ("/v2/models/{model_name}/versions/{model_version}/ready", self.versioned_ready, "GET"),
+                ("/v2/models/{model_name}/versions/{model_version}", self.versioned_metadata, "GET"),
+                ("/v2/models/{model_name}/ready", self.ready_route, "GET"),
+                ("/v2/models/{model_name}", self.metadata_route, "GET"),
+                ("/v2/repository/models/{model_name}/load", self.load_route, "POST")):
+            app.add_api_route(path, endpoint, methods=[method], response_model=None)
+        app.add_middleware(PayloadLimit, max_bytes=max_payload_bytes)
+        if response_delay_ms > 0:
+            app.add_middleware(ResponseDelay, delay_ms=response_delay_ms)
+        if auth_token is not None:  # added last, so outermost: a request without the token is not even read
+            app.add_middleware(BearerAuth, token=auth_token)
 
-        app.add_middleware(ResponseDelay, delay_ms=response_delay_ms)
-    if auth_token is not None:  # added last, so outermost: a request without the token is not even read
-        from mlkit.serving.auth import BearerAuth
 
-        app.add_middleware(BearerAuth, token=auth_token)
+def install_routes(app, dataplane, extension, max_payload_bytes: int, response_delay_ms: float = 0.0,
+                   auth_token: str | None = None) -> None:
+    """mlkit's v2 routes and middlewares on ``app`` (``V2Routes``)."""
+    V2Routes(dataplane, extension).install(app, max_payload_bytes, response_delay_ms, auth_token)
 
 
 def quiet_access_log() -> None:
