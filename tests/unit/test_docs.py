@@ -213,3 +213,18 @@ def test_cli_quickstart_runs(readme, workdir):
                              timeout=300)
         assert run.returncode == 0, (f"README.md CLI quickstart: `{command}` exited {run.returncode}\n"
                                      f"stdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-3000:]}")
+
+
+def test_the_image_entrypoint_answers_h_like_mlkit_serve():
+    # The entrypoint runs `serve` without the `mlkit` group: -h must still be its help, and must not change
+    # what `mlkit serve -h` shows afterwards (click caches a command's help option).
+    from click.testing import CliRunner
+
+    from mlkit.cli import main
+    from mlkit.serving.__main__ import parse_args
+
+    parse_args(["--threads", "2"])
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["-h"])
+    assert exited.value.code == 0
+    assert "-h, --help" in CliRunner().invoke(main, ["serve", "-h"]).output

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import click
 
-from mlkit.cli.tools import PROFILE_NAMES, friendly
+from mlkit.cli.tools import CONTEXT_SETTINGS, PROFILE_NAMES, friendly
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="mlkit")
 def main(verbose: int) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from mlkit.cli.tools import friendly
+from mlkit.cli.tools import CONTEXT_SETTINGS, friendly
 from mlkit.errors import MlkitError
 from mlkit.serving.options import (
     DEFAULT_INSTANCES,
@@ -75,7 +75,7 @@ def _model_options(fn):
     return fn
 
 
-@click.group("serve", invoke_without_command=True)
+@click.group("serve", invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model repository: <name>/<version>/model.tflite + metadata.json (required without a "
                    "subcommand).")

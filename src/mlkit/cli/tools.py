@@ -30,3 +30,7 @@ def friendly(fn):
             raise click.UsageError(f"{path}{exc.strerror or exc}; check the paths in your options or spec") from None
 
     return wrapper
+
+
+# Every command answers -h as well as --help: also the ones the image entrypoint runs without the `mlkit` group.
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}

@@ -32,6 +32,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     except click.ClickException as exc:  # as the command line would: the message, exit code 2
         exc.show()
         raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Exit as exc:  # --help was shown
+        raise SystemExit(exc.exit_code) from None
     return argparse.Namespace(**params)
 
 
