@@ -32,7 +32,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.serving.batcher import DynamicBatcher
-from mlkit.serving.options import DEFAULT_INSTANCES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS
+from mlkit.serving.options import DEFAULT_INSTANCES, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_LATENCY_MS, DEFAULT_THREADS
 from mlkit.serving.overload import DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_TIMEOUT_MS, check_limits, queue_depth
 from mlkit.serving.payload import (
     Thresholds,
@@ -93,7 +93,8 @@ class TFLiteModel(Model):
     task = "?"
     requests_in_process = 0  # requests inside any TFLiteModel in this server process (all models, versions)
 
-    def __init__(self, name: str, model_dir: str | Path, *, version: int | None = None, num_threads: int = 1,
+    def __init__(self, name: str, model_dir: str | Path, *, version: int | None = None,
+                 num_threads: int = DEFAULT_THREADS,
                  max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_latency_ms: float = DEFAULT_MAX_LATENCY_MS,
                  instances: int = DEFAULT_INSTANCES,
                  max_queue: int = DEFAULT_MAX_QUEUE, queue_timeout_ms: float = DEFAULT_QUEUE_TIMEOUT_MS) -> None:
