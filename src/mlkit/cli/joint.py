@@ -69,6 +69,9 @@ spec:
         # On video: frames not uploaded take the cloud answers around them, moved in time (with Keyframe
         # mining, 97.5 % of cloud-only mAP at 25 % uploads on held-out clips; results: docs/results.md).
         # - {key: reuse, value: interpolate}
+        # Offline queue: hard frames the cloud did not answer wait on disk and get a late answer when it is back.
+        # - {key: queue_dir, value: joint-output/queue}
+        # - {key: queue_max_mb, value: "512"}
   cloudWorker:
     model: {name: big}
     workerSpec:

@@ -6,7 +6,8 @@
 - a hard-example store: hard frames as clean JPEGs (no boxes, so they can be relabelled) plus a sidecar
   ``.json`` with both models' predictions;
 - ``results.jsonl``: one record per frame, appended and flushed line by line, so a run that stops
-  halfway leaves valid JSON lines.
+  halfway leaves valid JSON lines; with the offline queue (``mlkit.joint.spool``), also a correction record
+  (``"source": "cloud-late"``) for each queued frame the cloud answered later (``write_late``).
 
 Images are written through a temp file and a rename, so a reader never sees half a frame; in the store
 the sidecar is written after its image, so a sidecar always has its image.
@@ -17,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +73,19 @@ class OutputWriter:
             if d is not None:
                 Path(d).mkdir(parents=True, exist_ok=True)
         self._jsonl = None
+        self._lock = threading.Lock()  # records come from the edge loop and from the offline queue's replay thread
+        self._offset = 0  # bytes written to the results file
+        self._closed = False
         if config.results_jsonl is not None:
             Path(config.results_jsonl).parent.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(config.results_jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._jsonl = open(config.results_jsonl, "wb")  # noqa: SIM115 - closed in close()
+
+    def _append(self, record: dict) -> None:
+        """One write per record: a stopped run leaves whole lines only (at most the last one is lost)."""
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        self._jsonl.write(line)
+        self._jsonl.flush()
+        self._offset += len(line)
 
     def _draw(self, image: np.ndarray, det: Detections) -> np.ndarray:
         from mlkit.imaging import draw_detections
@@ -93,9 +105,29 @@ class OutputWriter:
             if c.hard_example_store is not None:
                 self._store(result, image, name)
         if self._jsonl is not None:
-            # One write per record: a stopped run leaves whole lines only (at most the last one is lost).
-            self._jsonl.write(json.dumps(result.record(self.class_names), separators=(",", ":")) + "\n")
-            self._jsonl.flush()
+            with self._lock:
+                self._append(result.record(self.class_names))
+
+    def write_late(self, late, mark: Callable[[str | None, int | None], None] | None, record: bool = True) -> None:
+        """A queued frame's late cloud answer (``mlkit.joint.spool.LateAnswer``): its correction record, then the
+        hard-example store with the cloud's labels.
+
+        ``mark(results_path, offset)`` is called under the lock just before the record is appended, with the byte
+        offset it will start at (None, None without a results file): the queue writes its answered marker there,
+        so that after a crash it can tell whether the record made it. ``record=False``: the store only.
+        """
+        if record:
+            with self._lock:
+                if self._closed:  # the queue entry must stay queued: its record has nowhere to go
+                    raise OSError("the output writer is closed")
+                if self._jsonl is None:
+                    mark(None, None)
+                else:
+                    mark(str(Path(self.config.results_jsonl).resolve()), self._offset)
+                    self._append(late.record(self.class_names))
+                    os.fsync(self._jsonl.fileno())  # before the queue entry is removed
+        if self.config.hard_example_store is not None:
+            self._store_late(late)
 
     def _store(self, result, image: np.ndarray, name: str) -> None:
         store = Path(self.config.hard_example_store)
@@ -108,12 +140,36 @@ class OutputWriter:
         with atomic_path(store / (name[:-4] + ".json")) as tmp:
             tmp.write_text(json.dumps(sidecar, indent=1))
 
+    def _store_late(self, late) -> None:
+        """The frame's clean copy, stored when it was released, gets the cloud's labels; a frame of an earlier run
+        (or one whose copy is gone) is stored from the uploaded JPEG under its own name, boxes in its pixels."""
+        e, store = late.entry, Path(self.config.hard_example_store)
+        name = f"frame_{e.frame:06d}.jpg"
+        sidecar_path = store / (name[:-4] + ".json")
+        if late.same_run and (store / name).is_file() and sidecar_path.is_file():
+            sidecar = json.loads(sidecar_path.read_text())
+            sidecar["cloud"] = late.cloud.to_list(self.class_names)
+        else:
+            name = f"late_{e.key}.jpg"
+            with atomic_path(store / name) as tmp:
+                tmp.write_bytes(late.jpeg)
+            width, height = e.sent
+            sidecar = {"image": name, "frame": e.frame, "timestamp": e.timestamp, "width": width, "height": height,
+                       "class_names": self.class_names, "hem_score": e.hem_score,
+                       "edge": late.in_sent_pixels(e.edge).to_list(self.class_names),
+                       "cloud": late.in_sent_pixels(late.cloud).to_list(self.class_names), "run": e.run}
+        sidecar["cloud_late"] = True
+        with atomic_path(store / (name[:-4] + ".json")) as tmp:
+            tmp.write_text(json.dumps(sidecar, indent=1))
+
     def close(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.flush()
-            os.fsync(self._jsonl.fileno())
-            self._jsonl.close()
-            self._jsonl = None
+        with self._lock:
+            self._closed = True
+            if self._jsonl is not None:
+                self._jsonl.flush()
+                os.fsync(self._jsonl.fileno())
+                self._jsonl.close()
+                self._jsonl = None
 
     def __enter__(self) -> OutputWriter:
         return self

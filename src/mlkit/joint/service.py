@@ -15,7 +15,7 @@ from mlkit.joint.cloud import CloudClient
 from mlkit.joint.outputs import OutputWriter
 from mlkit.joint.settings import CloudSettings, EdgeSettings
 from mlkit.joint.spec import JointInferenceService
-from mlkit.joint.stats import JointStats
+from mlkit.joint.stats import JointStats, queue_line
 from mlkit.joint.worker import JointWorker
 from mlkit.specfiles import settings
 
@@ -50,7 +50,8 @@ def run(source: str | int | Path | None, *, edge_model: str | Path, edge: EdgeSe
     frame (CloudOnly) when there is a cloud.
 
     Raises ``MlkitError`` for bad settings or a source or model that cannot be opened. A cloud that is down is
-    not an error: its frames keep their edge results and the fallbacks are counted.
+    not an error: its frames keep their edge results and the fallbacks are counted; with ``edge.queue_dir`` they
+    also wait on the offline queue and get a late answer (``mlkit.joint.spool``).
     """
     from mlkit.client.video import open_source
     from mlkit.mining import build_filter
@@ -75,7 +76,8 @@ def run(source: str | int | Path | None, *, edge_model: str | Path, edge: EdgeSe
         src = stack.enter_context(open_source(str(source), realtime=edge_s.realtime))
         writer = stack.enter_context(OutputWriter(outputs, edge_det.meta.class_names))
         cloud_client = None if cloud_config is None else stack.enter_context(CloudClient(cloud_config))
-        worker = JointWorker(edge_det, hem, cloud_client, config, on_result=writer.write, report=echo)
+        worker = JointWorker(edge_det, hem, cloud_client, config, on_result=writer.write, report=echo,
+                             late_sink=writer)
         frames = iter(src)
         limit = edge_s.max_frames
         if limit:
@@ -114,6 +116,10 @@ def format_stats(stats: dict) -> str:
             ("throughput", f"{stats['fps']} frames/s"),
             ("edge ms p50/p95/p99", "/".join(str(stats["edge_ms"][k]) for k in ("p50", "p95", "p99"))),
             ("cloud call ms p50/p95/p99", "/".join(str(stats["cloud_ms"][k]) for k in ("p50", "p95", "p99")))]
+    if queue_line(stats):
+        rows.append(("offline queue", f"queued {stats['queued']}, replayed {stats['replayed']}, expired "
+                                      f"{stats['expired']}, dropped {stats['dropped']} "
+                                      f"{stats['dropped_reasons'] or ''}".strip() + f", left {stats['queue_backlog']}"))
     # Calls that failed (timeouts, errors) count in the call latencies: they are time the frame waited.
     return "\n".join(f"{k:<26}{v}" for k, v in rows)
 

@@ -4,7 +4,7 @@
 typed: the YAML's ``{key, value}`` strings validate into them, and Python callers pass them (or plain dicts)
 to ``mlkit.joint.run``. Where a setting is also a field of ``WorkerConfig``, ``OutputConfig`` or ``CloudConfig``,
 its default is read from there, so each default is written once, and checked there (``reuse``, ``protocol`` and
-the ranges), with the messages those give.
+the ranges), with the messages those give. The ``queue_*`` settings are ``QueueConfig``'s (``mlkit.joint.spool``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudConfig
 from mlkit.joint.outputs import OutputConfig
+from mlkit.joint.spool import QueueConfig
 from mlkit.joint.worker import WorkerConfig
 from mlkit.specfiles import Settings, parse_hw
 
@@ -62,9 +63,29 @@ class EdgeSettings(Settings):
                               description="how many frames away an uploaded frame's cloud answer may serve (with "
                                           "reuse; about 2 suits hold, which does not move boxes)")
 
+    queue_dir: str | None = Field(
+        None, description="folder of the offline queue: hard frames the cloud did not answer (down, slow, busy) wait "
+                          "there and are replayed when it answers again, each late answer a correction record in "
+                          "results (unset: no queue; one worker per folder)")
+    queue_max_mb: float = Field(_default(QueueConfig, "max_mb"),
+                                description="offline queue: disk it may use; the oldest frames are dropped first")
+    queue_max_age_seconds: float = Field(_default(QueueConfig, "max_age_s"),
+                                         description="offline queue: older frames are removed unanswered")
+    queue_max_count: int = Field(_default(QueueConfig, "max_count"),
+                                 description="offline queue: frames it may hold; the oldest are dropped first")
+    queue_drain_seconds: float = Field(_default(QueueConfig, "drain_s"),
+                                       description="offline queue: how long replay may go on after the stream ends "
+                                                   "(what is left waits for the next run)")
+
+    def queue_config(self) -> QueueConfig:
+        return QueueConfig(directory=Path(self.queue_dir) if self.queue_dir else None, max_mb=self.queue_max_mb,
+                           max_age_s=self.queue_max_age_seconds, max_count=self.queue_max_count,
+                           drain_s=self.queue_drain_seconds)
+
     def worker_config(self) -> WorkerConfig:
         return WorkerConfig(score_threshold=self.score_threshold, jpeg_quality=self.jpeg_quality,
-                            report_every_s=self.report_seconds, reuse=self.reuse, reuse_frames=self.reuse_frames)
+                            report_every_s=self.report_seconds, reuse=self.reuse, reuse_frames=self.reuse_frames,
+                            queue=self.queue_config())
 
     def output_config(self) -> OutputConfig:
         def path(value: str | None) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections import Counter
 
@@ -32,6 +33,13 @@ class JointStats:
     edge_ms: list[float] = dataclasses.field(default_factory=list)
     cloud_ms: list[float] = dataclasses.field(default_factory=list)
     started: float = dataclasses.field(default_factory=time.monotonic)
+    # The offline queue (mlkit.joint.spool), counted from its threads (count_queue).
+    queued: int = 0  # hard frames put on the queue
+    replayed: int = 0  # queued frames answered late (a correction record each; earlier runs' frames included)
+    expired: int = 0  # removed unanswered, older than the queue's max age
+    dropped: Counter = dataclasses.field(default_factory=Counter)  # removed unanswered, by reason (full, ...)
+    queue_backlog: int = 0  # entries on the queue now
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, *, is_hard: bool, edge_ms: float, cloud_ms: float | None, uploaded_bytes: int,
                fallback: str | None, reused: bool = False) -> None:
@@ -49,6 +57,19 @@ class JointStats:
             if cloud_ms is not None:
                 self.cloud_ms.append(cloud_ms)
 
+    def count_queue(self, *, queued: int = 0, replayed: int = 0, expired: int = 0, dropped: int = 0,
+                    reason: str = "full", backlog: int | None = None) -> None:
+        """Thread-safe: the queue's writer and replay threads count here. Drop reasons: ``full`` (oldest dropped
+        for room), ``overflow`` (the disk did not keep up), ``rejected`` (the cloud refused it), ``error``."""
+        with self._lock:
+            self.queued += queued
+            self.replayed += replayed
+            self.expired += expired
+            if dropped:
+                self.dropped[reason] += dropped
+            if backlog is not None:
+                self.queue_backlog = backlog
+
     @property
     def upload_ratio(self) -> float:
         return self.hard_frames / self.frames if self.frames else 0.0
@@ -60,6 +81,8 @@ class JointStats:
     def snapshot(self) -> dict:
         elapsed = time.monotonic() - self.started
         uploads = self.uploads
+        with self._lock:  # the queue's threads may be counting
+            dropped = dict(sorted(self.dropped.items()))
         return {
             "frames": self.frames,
             "hard_frames": self.hard_frames,
@@ -74,6 +97,12 @@ class JointStats:
             "edge_ms": percentiles(self.edge_ms),
             "cloud_ms": percentiles(self.cloud_ms),
             "elapsed_s": round(elapsed, 2),
+            "queued": self.queued,
+            "replayed": self.replayed,
+            "expired": self.expired,
+            "dropped": sum(dropped.values()),
+            "dropped_reasons": dropped,
+            "queue_backlog": self.queue_backlog,
         }
 
     def to_json(self) -> str:
@@ -87,4 +116,12 @@ class JointStats:
                 f"cloud ok {s['cloud_results']}  reused {s['reused_frames']}  fallbacks {s['fallbacks']} ({reasons})  "
                 f"uploaded {s['bytes_uploaded'] / 1024:.0f} KiB  fps {s['fps']}  "
                 f"edge p50/p95 {s['edge_ms']['p50']}/{s['edge_ms']['p95']} ms  "
-                f"cloud p50/p95 {s['cloud_ms']['p50']}/{s['cloud_ms']['p95']} ms")
+                f"cloud p50/p95 {s['cloud_ms']['p50']}/{s['cloud_ms']['p95']} ms" + queue_line(s))
+
+
+def queue_line(s: dict) -> str:
+    """The offline queue's part of the periodic line; empty when it never held a frame."""
+    if not (s["queued"] or s["replayed"] or s["expired"] or s["dropped"] or s["queue_backlog"]):
+        return ""
+    return (f"  queue: queued {s['queued']} replayed {s['replayed']} expired {s['expired']} "
+            f"dropped {s['dropped']} backlog {s['queue_backlog']}")

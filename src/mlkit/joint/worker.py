@@ -10,6 +10,12 @@ On video, ``WorkerConfig.reuse`` lets a frame that was not uploaded use the clou
 near it (``mlkit.joint.reuse``): "hold" merges the last answer into its edge boxes, "interpolate" the answers on
 either side, moved in time. With "interpolate" a frame is released once the next uploaded frame within
 ``reuse_frames`` has its answer (or failed); the edge loop still never waits.
+
+With ``WorkerConfig.queue.directory`` set, a hard frame whose call failed for a passing reason (down, slow, busy)
+is also handed, after its result, to the offline queue (``mlkit.joint.spool``), whose thread replays it when the
+cloud answers again; its late answer is a correction record (``late_sink``). At the end of the stream the worker
+lets replay go on for at most ``queue.drain_s`` seconds (plus a call in flight), then stops it; entries left stay
+on disk for the next run.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudOutcome
 from mlkit.joint.reuse import PairCache, check_reuse, reused
+from mlkit.joint.spool import QUEUED_FALLBACKS, QueueConfig, Replayer
 from mlkit.joint.stats import JointStats
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,7 @@ class WorkerConfig:
     report_every_s: float = 30.0  # periodic statistics line (Sedna's period); 0 = never
     reuse: str = "none"  # a frame not uploaded: "none" (edge boxes), "hold" or "interpolate" (mlkit.joint.reuse)
     reuse_frames: int = 8  # how many frames away an uploaded frame's answer may serve
+    queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)  # the offline queue (off by default)
 
     def __post_init__(self) -> None:
         check_reuse(self.reuse, self.reuse_frames)
@@ -107,18 +115,23 @@ class JointWorker:
     ``edge`` is anything with ``predict(images, score_threshold=...) -> [Detections]`` (a
     ``TFLiteDetector``); ``hem`` a hard-example filter (``mlkit.mining``); ``cloud`` a ``CloudClient``,
     or None to run edge-only. Frames have ``index``, ``image`` (RGB), ``timestamp`` and ``captured``
-    (``time.perf_counter()`` at capture), like ``mlkit.client.video.Frame``.
+    (``time.perf_counter()`` at capture), like ``mlkit.client.video.Frame``. ``late_sink`` receives the offline
+    queue's late answers (``write_late``, as ``OutputWriter`` has); without it they are only counted.
     """
 
     def __init__(self, edge, hem, cloud: CloudClient | None, config: WorkerConfig | None = None,
                  on_result: Callable[[FrameResult, np.ndarray], None] | None = None,
-                 report: Callable[[str], None] | None = None) -> None:
+                 report: Callable[[str], None] | None = None, late_sink=None) -> None:
         self.edge, self.hem, self.cloud = edge, hem, cloud
         self.config = config or WorkerConfig()
         self.on_result = on_result
         self.report = report or log.info
         self.stats = JointStats()
         self._told: set[str] = set()  # fallback kinds already logged as a warning
+        self.late_sink = late_sink
+        self._replayer: Replayer | None = None
+        if self.config.queue.directory is not None and cloud is None:
+            raise MlkitError("the offline queue (queue_dir) needs a cloud to replay to; unset it to run edge-only")
 
     def _finish(self, p: _Pending, outcome: CloudOutcome | None, before: tuple[int, Detections] | None = None,
                 after: tuple[int, Detections] | None = None) -> FrameResult:
@@ -145,7 +158,18 @@ class JointWorker:
                           uploaded_bytes=p.uploaded, fallback=fallback, reused=bool(near))
         if self.on_result is not None:
             self.on_result(result, p.frame.image)
+        if self._replayer is not None:
+            self._to_queue(result, p.frame.image)
         return result
+
+    def _to_queue(self, result: FrameResult, image: np.ndarray) -> None:
+        """After the frame's own outputs (the late answer updates them): a failed hard frame joins the offline
+        queue; an answered one tells the replayer the cloud is back."""
+        if result.cloud is not None:
+            self._replayer.nudge()
+        elif result.is_hard and result.fallback in QUEUED_FALLBACKS:
+            self._replayer.offer(result.index, result.timestamp, image, result.edge, result.hem_score,
+                                 result.fallback)
 
     def _edge(self, frame) -> _Pending:
         t0 = time.perf_counter()
@@ -202,6 +226,25 @@ class JointWorker:
         return self._finish(p, outcome, before, after)
 
     def run(self, frames: Iterable) -> Iterator[FrameResult]:
+        # With the offline queue, its replayer lives as long as the run; at the end it may drain for
+        # queue.drain_s (plus a call in flight), and an early stop (an error, the caller stopped iterating) ends it
+        # without draining. Either way it stops before the caller closes the cloud client and the outputs.
+        self._replayer = None
+        if self.config.queue.directory is not None:
+            self._replayer = Replayer(self.config.queue, self.cloud, self.stats, self.late_sink,
+                                      jpeg_quality=self.config.jpeg_quality)
+        try:
+            yield from self._frames(frames)
+            if self._replayer is not None:
+                self._replayer.close(drain=True)
+            if self.config.report_every_s:
+                self.report(self.stats.line())
+        finally:
+            if self._replayer is not None:
+                self._replayer.close(drain=False)  # a no-op after the drain
+                self._replayer = None
+
+    def _frames(self, frames: Iterable) -> Iterator[FrameResult]:
         pending: collections.deque[_Pending] = collections.deque()
         self._last_answer: tuple[int, Detections] | None = None  # the latest uploaded frame the cloud answered
         self._pairs = PairCache()  # keyed by frame indices, which start again with each run
@@ -219,8 +262,6 @@ class JointWorker:
                 last_report = time.monotonic()
         while pending:
             yield self._release(pending, wait=True)
-        if self.config.report_every_s:
-            self.report(self.stats.line())
 
 
 @dataclasses.dataclass(frozen=True)
