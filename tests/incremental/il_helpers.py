@@ -28,7 +28,7 @@ spec:
         - {{key: class_names, value: "person,helmet,helmet-on,helmet-off"}}
     trigger:
       checkPeriodSeconds: {period}
-{timer}      condition: {{operator: ">=", threshold: {min_samples}, metric: num_of_samples}}
+{timer}      condition: {condition}
   deploySpec:
     model: {{name: deploy-model, url: serving}}
     trigger:
@@ -43,11 +43,12 @@ spec:
 
 def write_job(folder: Path, model: Path, name: str = "test-job", period: float = 30, min_samples: int = 4,
               deploy_threshold: float = 0.05, deploy_metric: str = "map_delta",
-              timer: tuple[str, str] | None = None) -> Path:
+              timer: tuple[str, str] | None = None, condition: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     timer_text = f"      timer: {{start: \"{timer[0]}\", end: \"{timer[1]}\"}}\n" if timer else ""
     path = folder / "job.yaml"
-    path.write_text(JOB.format(name=name, model=model, period=period, min_samples=min_samples,
+    condition = condition or f'{{operator: ">=", threshold: {min_samples}, metric: num_of_samples}}'
+    path.write_text(JOB.format(name=name, model=model, period=period, condition=condition,
                                deploy_threshold=deploy_threshold, deploy_metric=deploy_metric, timer=timer_text))
     return path
 

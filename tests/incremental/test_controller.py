@@ -141,3 +141,50 @@ def test_a_failing_round_is_recorded_and_retried(env, tiny_model):
     fake.train = good_train
     assert "deployed as v2" in _controller(job, fake).poll_once()
     assert load_state(env / "output", "test-job").last_error is None
+
+
+def _agreement_file(store, agree: bool, since: str):
+    """What the edge worker writes: a real monitor's snapshot, its window dated ``since`` (the test's clock)."""
+    import numpy as np
+
+    from mlkit.detections import Detections
+    from mlkit.joint.agreement import AgreementConfig, AgreementMonitor, write_agreement
+
+    monitor = AgreementMonitor(("person", "helmet", "helmet-on", "helmet-off"), AgreementConfig())
+    for i in range(4):  # four audited frames; a stale edge model finds only the first of the cloud's boxes
+        boxes = np.array([[x, 10, x + 30, 90] for x in (0, 50, 100, 150)], np.float32) + i
+        cloud = Detections(boxes, [0.9] * 4, [0, 1, 2, 3])
+        edge = cloud if agree else Detections(boxes[:1], [0.9], [0])
+        monitor.add(50 * i, edge, cloud)
+    return write_agreement(store, {**monitor.snapshot(), "audit_since": since})
+
+
+def test_agreement_trigger_starts_a_round_on_a_site_change_and_not_twice_on_one_measurement(env, tiny_model):
+    job = write_job(env, tiny_model, condition='{operator: "<", threshold: 0.45, metric: agreement}')
+    add_samples(env / "dataset", 4)
+    c = _controller(job, FakeRounds([0.1, 0.1]))
+    msg = c.poll_once()
+    assert "agreement is not measured yet" in msg and "no agreement.json" in msg and c.state.round == 0
+
+    _agreement_file(env / "store", agree=True, since="2026-01-01T00:00:00+00:00")
+    msg = c.poll_once()
+    assert "agreement < 0.45 does not hold (agreement = 1.000)" in msg and c.state.round == 0
+
+    _agreement_file(env / "store", agree=False, since="2026-01-01T00:00:00+00:00")  # the site changed
+    assert "deployed as v2" in c.poll_once()
+    assert c.state.round == 1 and c.state.rounds[0].samples == 4
+
+    add_samples(env / "dataset", 4, start=10)
+    msg = c.poll_once()  # the same measurement must not start another round
+    assert c.state.round == 1 and "began before the last round ended" in msg
+
+    _agreement_file(env / "store", agree=False, since="2999-01-01T00:00:00+00:00")  # measured after the round
+    assert "deployed as v3" in c.poll_once() and c.state.round == 2
+
+
+def test_agreement_trigger_without_new_samples_waits_for_labels(env, tiny_model):
+    job = write_job(env, tiny_model, condition='{operator: "<", threshold: 0.45, metric: agreement}')
+    c = _controller(job, FakeRounds([]))
+    _agreement_file(env / "store", agree=False, since="2026-01-01T00:00:00+00:00")
+    msg = c.poll_once()
+    assert c.state.round == 0 and "holds" in msg and "no new labelled samples" in msg and "mlkit label" in msg

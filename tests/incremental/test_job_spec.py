@@ -136,3 +136,14 @@ def test_not_a_mapping_and_missing_file(tmp_path):
         parse_job(["a"])
     with pytest.raises(MlkitError, match="not found"):
         load_job(tmp_path / "nope.yaml")
+
+
+def test_agreement_train_trigger_is_accepted_and_needs_the_store():
+    condition = {"operator": "<", "threshold": 0.45, "metric": "agreement[helmet]"}
+    data = _with("spec.trainSpec.trigger.condition", condition)
+    job = parse_job(data)
+    assert job.spec.trainSpec.trigger.condition.describe() == "agreement[helmet] < 0.45"
+    data["spec"]["deploySpec"]["workerSpec"]["parameters"] = []
+    with pytest.raises(MlkitError, match=r"trigger\.condition: metric agreement is read from .*agreement\.json.*"
+                                         r"set HE_SAVED_URL"):
+        parse_job(data)

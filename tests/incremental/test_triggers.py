@@ -55,10 +55,10 @@ def test_no_timer_or_equal_bounds_is_all_day():
 def test_train_trigger_is_window_and_condition():
     trig = TrainTrigger(checkPeriodSeconds=60, timer=Timer(start="02:00", end="04:00"),
                         condition=Condition(operator=">", threshold=500, metric="num_of_samples"))
-    assert should_train(trig, 501, t(3, 0))[0]
-    fire, why = should_train(trig, 501, t(5, 0))
+    assert should_train(trig, {"num_of_samples": 501}, t(3, 0))[0]
+    fire, why = should_train(trig, {"num_of_samples": 501}, t(5, 0))
     assert not fire and "outside the timer window" in why
-    fire, why = should_train(trig, 500, t(3, 0))
+    fire, why = should_train(trig, {"num_of_samples": 500}, t(3, 0))
     assert not fire and "does not hold" in why and "500" in why
 
 
@@ -107,3 +107,17 @@ def test_deploy_metrics_are_new_minus_deployed_per_class():
     assert d["precision_delta"] == [pytest.approx(0.2), None]
     assert d["recall_delta"] == [0.0, 0.25]
     assert d["map_delta"] == [pytest.approx(0.2), pytest.approx(-0.1)]
+
+
+def test_train_trigger_on_agreement_reduces_per_class_and_waits_when_unmeasured():
+    trig = TrainTrigger(condition=Condition(operator="<", threshold=0.45, metric="agreement"))
+    names = ("person", "helmet", "helmet-on", "helmet-off")
+    per_class = [0.9, 0.1, 0.2, None]  # overall = mean of the classes the cloud saw = 0.4
+    fire, why = should_train(trig, {"num_of_samples": 0, "agreement": per_class}, t(3, 0), names)
+    assert fire and why == "agreement < 0.45 holds (agreement = 0.400)"
+    fire, why = should_train(trig, {"num_of_samples": 9}, t(3, 0), names)
+    assert not fire and "agreement is not measured yet" in why
+    one = TrainTrigger(condition=Condition(operator="<", threshold=0.45, metric="agreement[person]"))
+    assert not should_train(one, {"agreement": per_class}, t(3, 0), names)[0]
+    hard = TrainTrigger(condition=Condition(operator="<", threshold=0.3, metric="agreement_hard"))
+    assert should_train(hard, {"agreement_hard": [0.2, 0.1, None, None]}, t(3, 0), names)[0]

@@ -71,6 +71,10 @@ def test_shifted_boxes_iou_06(tmp_path):
     # matches at IoU thresholds .50, .55, .60 only → 3 of 10
     assert m["map"] == pytest.approx(0.3)
     assert precision_recall(ds, [_det(shifted, [0.9], [0])])["recall"] == 1.0
+    only50 = coco_map(ds, [_det(shifted, [0.9], [0])], iou_thresholds=(0.5,))  # mAP@0.5 alone, less matching
+    assert only50["map50"] == pytest.approx(1.0) and only50["map"] == pytest.approx(1.0)
+    with pytest.raises(MlkitError, match="iou_thresholds must include 0.5"):
+        coco_map(ds, [_det(shifted, [0.9], [0])], iou_thresholds=(0.75,))
 
 
 def test_false_positive_first_lowers_ap(tmp_path):

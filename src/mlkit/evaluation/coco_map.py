@@ -46,12 +46,15 @@ def _results(predictions: Sequence[Detections]) -> list[dict]:
     return out
 
 
-def coco_map(dataset: Dataset, predictions: Sequence[Detections], max_dets: int = 100) -> dict:
+def coco_map(dataset: Dataset, predictions: Sequence[Detections], max_dets: int = 100,
+             iou_thresholds: Sequence[float] | None = None) -> dict:
     """COCO mAP@0.5, mAP@[.5:.95] and per-class AP@0.5 via pycocotools (area range "all").
 
     ``predictions[i]`` are the detections for ``dataset[i]``, boxes in absolute pixels
     ``[xmin, ymin, xmax, ymax]``, labels 0-based; at most ``max_dets`` top-scoring boxes per image
-    count. Images without GT are evaluated too (their detections are false positives).
+    count. ``iou_thresholds`` replaces COCO's 0.5:0.95 for ``map`` (it must hold 0.5); ``(0.5,)`` skips the
+    other thresholds' matching when only mAP@0.5 is wanted. Images without GT are evaluated too (their
+    detections are false positives).
 
     Returns ``{"map50": float, "map": float, "ap50_per_class": {class_name: float | None}}``.
     A class without GT boxes gets ``None`` and is left out of the means, as COCO does. With no
@@ -62,6 +65,8 @@ def coco_map(dataset: Dataset, predictions: Sequence[Detections], max_dets: int 
     check_predictions(dataset, predictions)
     if int(max_dets) < 1:
         raise MlkitError(f"max_dets must be >= 1, got {max_dets}")
+    if iou_thresholds is not None and not any(math.isclose(float(t), 0.5) for t in iou_thresholds):
+        raise MlkitError(f"iou_thresholds must include 0.5 (mAP@0.5 is always reported), got {list(iou_thresholds)}")
     names = dataset.class_names
     has_gt = np.zeros(len(names), bool)
     for rec in dataset:
@@ -84,6 +89,8 @@ def coco_map(dataset: Dataset, predictions: Sequence[Detections], max_dets: int 
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, iouType="bbox")
         ev.params.maxDets = [int(max_dets)]
+        if iou_thresholds is not None:
+            ev.params.iouThrs = np.asarray(sorted(float(t) for t in iou_thresholds), np.float64)
         ev.params.areaRng = [[0.0, 1e10]]
         ev.params.areaRngLbl = ["all"]
         ev.evaluate()

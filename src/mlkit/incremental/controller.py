@@ -1,5 +1,8 @@
 """The controller: poll the dataset index every checkPeriodSeconds; when the train trigger fires, run a round.
 
+The trigger counts new samples, or (``metric: agreement``) reads the edge worker's edge/cloud agreement from the
+hard-example store (``mlkit.incremental.store.read_agreement``), so a site change starts a round.
+
 A round: write the round's data (new train samples + replay, the common eval set), then a runner
 trains from the deployed model, evaluates the new and the deployed model on the same eval split, and
 promotes the new one into the serving repository when the deploy condition holds. Runners:
@@ -31,6 +34,7 @@ from mlkit.incremental.index import DatasetIndex
 from mlkit.incremental.rounds import RoundParams, decide, prepare_round_data, tflite_dir, write_report
 from mlkit.incremental.spec import Condition, IncrementalLearningJob
 from mlkit.incremental.state import JobState, RoundRecord, load_state, now_iso, register_job, save_state
+from mlkit.incremental.store import read_agreement
 from mlkit.incremental.triggers import should_train
 from mlkit.specfiles import parse_hw
 
@@ -243,12 +247,30 @@ class Controller:
             self.echo(f"round {s.round}: resuming after a restart (samples up to seq {s.round_cut})")
             return self._run_round(resume=True)
         s.samples = self.new_samples()
-        fire, why = should_train(self.job.spec.trainSpec.trigger, s.samples, self.clock.now())
+        fire, why = self._train_trigger()
         s.last_check, s.last_reason = now_iso(), why
         save_state(self.out, s)
         if not fire:
             return f"waiting: {why}"
         return self._run_round(resume=False)
+
+    def _train_trigger(self) -> tuple[bool, str]:
+        """Evaluate the train trigger; an agreement condition reads the worker's agreement.json in the store."""
+        trigger, s = self.job.spec.trainSpec.trigger, self.state
+        metrics: dict = {"num_of_samples": s.samples}
+        if trigger.condition.metric_name == "num_of_samples":
+            return should_train(trigger, metrics, self.clock.now(), self.class_names)
+        # Only a window measured after the last round counts: the agreement that started a round must not start
+        # the next one before the worker has measured the model again.
+        last = s.last_round
+        found, note = read_agreement(self.job.hard_example_store, self.class_names,
+                                     (last.finished or last.started) if last else None)
+        fire, why = should_train(trigger, {**metrics, **found}, self.clock.now(), self.class_names)
+        why = f"{why}; {note}"
+        if fire and s.samples == 0:
+            return False, (f"{why}; but there are no new labelled samples to train on: label the hard examples "
+                           "(mlkit label auto / mlkit label import) first")
+        return fire, why
 
     def run(self, max_rounds: int | None = None, max_polls: int | None = None) -> JobState:
         """Poll every checkPeriodSeconds until ``max_rounds`` rounds finished (None: forever) or ``max_polls``."""

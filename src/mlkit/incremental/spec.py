@@ -21,6 +21,7 @@
           checkPeriodSeconds: 60
           timer: {start: "02:00", end: "04:00"}
           condition: {operator: ">", threshold: 500, metric: num_of_samples}
+          # or, on a site change: {operator: "<", threshold: 0.45, metric: agreement}  (needs HE_SAVED_URL)
       evalSpec: {workerSpec: {parameters: [...]}}
       deploySpec:
         model: {name: deploy-model, url: runs/il/serving}                # serving repository
@@ -48,7 +49,7 @@ from mlkit.errors import MlkitError
 from mlkit.specfiles import KeyValue, Settings, Strict, WorkerSpec, from_pairs, parse_hw, scalar
 
 OPERATORS = (">", ">=", "=", "!=", "<", "<=")
-TRAIN_METRICS = ("num_of_samples",)
+TRAIN_METRICS = ("num_of_samples", "agreement", "agreement_hard")  # agreement: mlkit.incremental.store
 DEPLOY_METRICS = ("precision_delta", "recall_delta", "map_delta")
 _METRIC = re.compile(r"^(?P<name>[a-z_]+)(?:\[(?P<index>[^\[\]]+)\])?$")
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -351,6 +352,11 @@ def _check(job: IncrementalLearningJob, where: str) -> None:
             raise MlkitError(f"{where}: spec.{section}.workerSpec.parameters: input_shape must be "
                              f"'height,width', got {shape!r}") from None
     job.deploy_parameters()
+    condition = job.spec.trainSpec.trigger.condition
+    if condition.metric_name != "num_of_samples" and job.hard_example_store is None:
+        raise MlkitError(f"{where}: spec.trainSpec.trigger.condition: metric {condition.metric_name} is read from the "
+                         "edge worker's agreement.json in the hard-example store; set HE_SAVED_URL in "
+                         "spec.deploySpec.workerSpec.parameters")
     if job.mining_spec() is not None:
         from mlkit.mining import build_filter
 

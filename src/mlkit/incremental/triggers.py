@@ -4,6 +4,10 @@ Sedna compares a list-valued metric (per-class ``precision_delta``) with a numbe
 true, so its example deploy condition never fires. Here a list metric is reduced by its mean (over the
 defined entries) unless the condition indexes it: ``precision_delta[1]`` (class id) or
 ``precision_delta[helmet]`` (class name).
+
+Sedna's train trigger counts samples only. Here it may also watch the edge worker's edge/cloud agreement
+(``agreement`` from audited frames, ``agreement_hard`` from uploaded hard frames; per class like ``agreement[helmet]``),
+so a site change starts a round without waiting for a sample count.
 """
 
 from __future__ import annotations
@@ -93,13 +97,21 @@ def evaluate_condition(condition: Condition, metrics: Mapping, class_names: Sequ
     return compare(value, condition.operator, condition.threshold), value
 
 
-def should_train(trigger, num_of_samples: int, now: dt.datetime) -> tuple[bool, str]:
-    """The train trigger: timer window AND condition on ``num_of_samples``; returns (fire, why)."""
+def should_train(trigger, metrics: Mapping, now: dt.datetime, class_names: Sequence[str] = ()) -> tuple[bool, str]:
+    """The train trigger: timer window AND condition on its metric; returns (fire, why).
+
+    ``metrics``: ``{"num_of_samples": n}``, plus ``agreement`` / ``agreement_hard`` (per-class lists,
+    ``mlkit.incremental.store.read_agreement``) when measured; a metric that is missing does not fire.
+    """
     if not in_window(trigger.timer, now):
         return False, f"outside the timer window {trigger.timer.start}-{trigger.timer.end} ({now:%H:%M})"
-    holds, value = evaluate_condition(trigger.condition, {"num_of_samples": num_of_samples})
+    name = trigger.condition.metric_name
+    if metrics.get(name) is None:
+        return False, f"{trigger.condition.describe()} cannot be checked: {name} is not measured yet"
+    holds, value = evaluate_condition(trigger.condition, metrics, class_names)
     verdict = "holds" if holds else "does not hold"
-    return holds, f"{trigger.condition.describe()} {verdict} (num_of_samples = {int(value)})"
+    shown = f"{int(value)}" if name == "num_of_samples" else f"{value:.3f}"
+    return holds, f"{trigger.condition.describe()} {verdict} ({trigger.condition.metric} = {shown})"
 
 
 def deploy_metrics(new: Mapping, deployed: Mapping, class_names: Sequence[str]) -> dict[str, list[float | None]]:

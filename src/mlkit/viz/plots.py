@@ -41,3 +41,36 @@ def crop_grid(crops: Sequence[np.ndarray], truth: Sequence[int], predictions: Ma
                         textcoords="offset points", fontsize=7, va="top",
                         color="#1e8449" if guess == int(truth[i]) else "#c0392b")
     return fig
+
+
+def plot_drift(trace, ax=None, title: str | None = None):
+    """Edge-vs-cloud agreement over the frames of a clip (``mlkit.joint.drift.DriftTrace``): the audited and the
+    hard frames' windows, their alarm thresholds, the site switch and where the alarm was raised. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if not trace.frame:
+        raise MlkitError("the trace has no frame with a cloud answer: nothing to plot (was every frame easy and "
+                         "none audited?)")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.2))
+    frames = np.asarray(trace.frame)
+    for values, kind, color, key in ((trace.agreement, "audited", "#1f77b4", "threshold"),
+                                     (trace.agreement_hard, "hard", "#ff7f0e", "hard_threshold")):
+        y = np.array([np.nan if v is None else v for v in values], float)
+        ax.step(frames, y, where="post", color=color, label=f"{kind} frames")
+        if key in trace.config:
+            ax.axhline(trace.config[key], color=color, lw=0.8, ls=":")
+    if trace.switch is not None:
+        ax.axvline(trace.switch, color="0.3", lw=1.2, ls="--", label=f"site switch ({trace.switch})")
+    for n, f in enumerate(trace.alarms):
+        ax.axvline(f, color="#c0392b", lw=1.5, label=f"alarm ({f})" if n == 0 else None)
+    for f in trace.clears:
+        ax.axvline(f, color="#1e8449", lw=1.0, ls="-.")
+    ax.set_xlim(0, trace.num_frames)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("agreement (mAP@0.5 vs cloud)")
+    ax.set_title(title or "edge/cloud agreement", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    return ax
