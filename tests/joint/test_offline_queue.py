@@ -83,8 +83,8 @@ class Proxy:
                 continue
             with self._lock:
                 self._conns |= {client, upstream}
-            threading.Thread(target=self._pump, args=(client, upstream, 0.0), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, self.delay_s), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
     @staticmethod
     def _close(s: socket.socket) -> None:
@@ -92,11 +92,11 @@ class Proxy:
             s.shutdown(socket.SHUT_RDWR)
         s.close()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, delay: float) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
         try:
             while data := src.recv(65536):
-                if delay:
-                    time.sleep(delay)
+                if answers and self.delay_s:
+                    time.sleep(self.delay_s)
                 dst.sendall(data)
         except OSError:
             pass
@@ -184,6 +184,34 @@ def test_cloud_down_mid_stream_then_back_every_queued_frame_gets_one_late_answer
         (5, 5, 0, 0, 0)
     assert "queue: queued 5 replayed 5" in worker.stats.line()
     assert queued_entries(queue) == [] and not [p for p in queue.iterdir() if p.name != ".lock"]
+
+
+def test_a_slow_cloud_times_out_and_the_frames_are_answered_late_once_it_is_quick_again(edge_model, frames, proxy,
+                                                                                       tmp_path):
+    proxy.delay_s = 3.0  # every answer held back beyond the timeout
+    out, queue = tmp_path / "out", tmp_path / "queue"
+    cloud = CloudClient(CloudConfig(proxy.url, "big", timeout_s=0.5, max_in_flight=len(frames)))
+    config = WorkerConfig(report_every_s=0, queue=QueueConfig(directory=queue, drain_s=60, backoff_s=0.2))
+    writer = OutputWriter(OutputConfig(results_jsonl=out / "results.jsonl"), edge_model.meta.class_names)
+    worker = JointWorker(edge_model, build_filter(CLOUD_ONLY), cloud, config, on_result=writer.write,
+                         late_sink=writer)
+
+    def quick_again():
+        wait_until(lambda: len(queued_entries(queue)) == 6, what="the 6 frames queued")
+        proxy.delay_s = 0.0
+
+    operator = threading.Thread(target=quick_again, daemon=True)
+    operator.start()
+    try:
+        results = list(worker.run(frames[:6]))
+    finally:
+        cloud.close()
+        writer.close()
+    operator.join(timeout=5)
+    assert [r.fallback for r in results] == ["timeout"] * 6
+    assert sorted(r["frame"] for r in late(lines(out / "results.jsonl"))) == list(range(6))
+    stats = worker.stats.snapshot()
+    assert (stats["queued"], stats["replayed"], stats["queue_backlog"]) == (6, 6, 0)
 
 
 def run_cli(spec: Path, log: Path) -> subprocess.Popen:

@@ -33,6 +33,7 @@ class JointStats:
     edge_ms: list[float] = dataclasses.field(default_factory=list)
     cloud_ms: list[float] = dataclasses.field(default_factory=list)
     started: float = dataclasses.field(default_factory=time.monotonic)
+    ended: float | None = None  # the end of the stream (end_stream): later work, such as draining a queue, is not fps
     # The offline queue (mlkit.joint.spool), counted from its threads (count_queue).
     queued: int = 0  # hard frames put on the queue
     replayed: int = 0  # queued frames answered late (a correction record each; earlier runs' frames included)
@@ -57,6 +58,9 @@ class JointStats:
             if cloud_ms is not None:
                 self.cloud_ms.append(cloud_ms)
 
+    def end_stream(self) -> None:
+        self.ended = time.monotonic()
+
     def count_queue(self, *, queued: int = 0, replayed: int = 0, expired: int = 0, dropped: int = 0,
                     reason: str = "full", backlog: int | None = None) -> None:
         """Thread-safe: the queue's writer and replay threads count here. Drop reasons: ``full`` (oldest dropped
@@ -79,7 +83,7 @@ class JointStats:
         return sum(self.fallbacks.values())
 
     def snapshot(self) -> dict:
-        elapsed = time.monotonic() - self.started
+        elapsed = (self.ended or time.monotonic()) - self.started
         uploads = self.uploads
         with self._lock:  # the queue's threads may be counting
             dropped = dict(sorted(self.dropped.items()))

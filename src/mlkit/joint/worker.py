@@ -236,6 +236,7 @@ class JointWorker:
         try:
             yield from self._frames(frames)
             if self._replayer is not None:
+                self.stats.end_stream()  # the drain's wait is no part of the frame rate
                 self._replayer.close(drain=True)
             if self.config.report_every_s:
                 self.report(self.stats.line())
