@@ -214,6 +214,22 @@ def test_a_slow_cloud_times_out_and_the_frames_are_answered_late_once_it_is_quic
     assert (stats["queued"], stats["replayed"], stats["queue_backlog"]) == (6, 6, 0)
 
 
+def test_frames_the_cloud_refuses_are_dropped_not_retried(edge_model, frames, cloud_server, tmp_path):
+    """A 4xx (here: the model name is wrong) would refuse the same bytes again: such entries are dropped, counted."""
+    queue = tmp_path / "queue"
+    config = WorkerConfig(report_every_s=0, queue=QueueConfig(directory=queue, drain_s=0))
+    with CloudClient(CloudConfig(f"http://127.0.0.1:{free_port()}", "big", max_in_flight=len(frames))) as down:
+        list(JointWorker(edge_model, build_filter(CLOUD_ONLY), down, config).run(frames[:3]))
+    assert len(queued_entries(queue)) == 3
+    config = WorkerConfig(report_every_s=0, queue=QueueConfig(directory=queue, drain_s=60))
+    with CloudClient(CloudConfig(cloud_server.url, "no-such-model")) as wrong:
+        worker = JointWorker(edge_model, build_filter({"method": "EdgeOnly", "param": {}}), wrong, config)
+        list(worker.run(frames[:1]))
+    stats = worker.stats.snapshot()
+    assert stats["dropped_reasons"] == {"rejected": 3} and stats["replayed"] == 0 and stats["queue_backlog"] == 0
+    assert queued_entries(queue) == []
+
+
 def run_cli(spec: Path, log: Path) -> subprocess.Popen:
     """``mlkit joint run SPEC`` in a process of its own (the console script's entry point)."""
     with open(log, "ab") as f:

@@ -41,6 +41,11 @@ marker's offset; if the line there is this entry's record, only steps 3 and 4 ar
 before the append, or that results file was replaced since), the record is written now, with a new marker first.
 So each queued frame gets one correction record, and the cloud's answer is never asked for twice once it is on disk.
 
+Replay is strictly oldest first: a frame the cloud keeps failing on (a 5xx or a timeout for that frame alone) holds
+the frames behind it until it is answered or expires (``max_age_s``), tried again at most every few seconds (the
+backoff's cap). A 4xx or a malformed answer drops the entry at once (counted ``rejected``): the same bytes would be
+refused again.
+
 Records go to the results file of the run that replays them: a worker restarted with the same ``results`` path
 replaces that file (as every run does), so late answers to the earlier run's frames land in the new file, marked
 ``"earlier_run": true`` with that run's id; frame indices are those of the run that queued them.
@@ -382,6 +387,7 @@ class Replayer:
         self._deadline: float | None = None  # draining: stop at this monotonic time, or once the queue is empty
         self._stop = False
         self._idle = False  # waiting for entries (not backing off)
+        self._heed_nudge = True
         self._told: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="mlkit-queue-replay", daemon=True)
         self._closed = False
@@ -404,8 +410,10 @@ class Replayer:
         self._writer.submit(self._put, frame, timestamp, image, edge, hem_score, reason)
 
     def nudge(self) -> None:
-        """A live call was answered: the cloud is back, retry now instead of after the backoff."""
-        self._wake.set()
+        """A live call was answered: the cloud is back, retry now instead of after the backoff (unless a retry a
+        nudge brought has failed since the last late answer: then live answers would set the replay rate)."""
+        if self._heed_nudge:
+            self._wake.set()
 
     # -- threads
 
@@ -440,17 +448,20 @@ class Replayer:
             return False
         return time.monotonic() >= self._deadline or (not len(self.spool) and not self._pending)
 
-    def _sleep(self, seconds: float | None) -> None:
+    def _sleep(self, seconds: float | None) -> bool:
+        """Wait ``seconds`` (None: until woken), never past the drain deadline; whether something woke the loop."""
         if self._deadline is not None:
             left = max(0.0, self._deadline - time.monotonic())
             seconds = left if seconds is None else min(seconds, left)
-        self._wake.wait(seconds)
+        woken = self._wake.wait(seconds)
         self._wake.clear()
+        return woken
 
     def _loop(self) -> None:
         from mlkit.client.http import retry_delay
 
         attempt = 0
+        nudged = False  # this try ended a backoff early (a live answer)
         while not self._done():
             n = self.spool.expire()
             if n:
@@ -468,7 +479,7 @@ class Replayer:
                 log.warning("offline queue: replay stopped (%s: %s)", type(exc).__name__, exc)
                 return
             if outcome.detections is not None:
-                attempt = 0
+                attempt, nudged, self._heed_nudge = 0, False, True
                 try:
                     self._commit(entry, outcome.detections, outcome.latency_ms)
                 except Exception:  # the outputs were closed under us, a full disk: the entry stays queued
@@ -480,7 +491,9 @@ class Replayer:
                 self.spool.release()
                 self._tell(outcome.fallback, f"replay of frame {entry.frame}: cloud {outcome.fallback} "
                                              f"({outcome.detail}); retrying with backoff")
-                self._sleep(retry_delay(attempt, self.config.backoff_s))
+                if nudged:
+                    self._heed_nudge = False
+                nudged = self._sleep(retry_delay(attempt, self.config.backoff_s))
                 attempt += 1
             else:  # refused (4xx) or answered nonsense: sending the same bytes again will not help
                 self._tell(outcome.fallback, f"replay of frame {entry.frame}: cloud {outcome.fallback} "
