@@ -21,6 +21,13 @@ A last row takes the network out (``--no-offline`` skips it): the first filter's
 encoded exactly as the real client does, and answered at once with the cloud model's answer for that frame,
 computed in process before the runs. It is the frame rate that the upload's own pixel work leaves, in this run.
 
+``--waiting`` measures only whether the edge waits: pairs of runs with the same uploads (use a content-blind filter,
+``--filters Keyframe --keyframe-ratio 0.15``) against the delayed cloud and the undelayed one, in alternating order,
+and prints the median ratio of their edge frame rates with its range, beside the edge CPU per upload of each (joint
+run minus an edge-only run of the same frames in the same round):
+
+    python benchmarks/joint.py --waiting --filters Keyframe --keyframe-ratio 0.15 --reuse track --rounds 21
+
 A filter runs at the threshold the joint evaluation tuned (``--tuned``, the report of ``mlkit joint evaluate``)
 when that report has it, else at its defaults. Printed: edge-only frames/s, joint frames/s of the edge loop and
 including the final drain, their ratio (target >= 0.90), the upload ratio, fallbacks by reason, cloud latency.
@@ -103,8 +110,8 @@ class OfflineCloud:
 
 def upload_work_ms(frames_, shape) -> tuple[float, float]:
     """(shrink, JPEG encode) ms per frame, measured alone on this thread: the least an upload costs the edge."""
+    from mlkit.imaging import encode_jpeg
     from mlkit.joint.cloud import shrink_to_fit
-    from mlkit.joint.worker import encode_jpeg
 
     images = [f.image for f in frames_[:30]]
     best = [float("inf"), float("inf")]
@@ -117,6 +124,51 @@ def upload_work_ms(frames_, shape) -> tuple[float, float]:
         t2 = time.perf_counter()
         best = [min(best[0], (t1 - t0) / len(images)), min(best[1], (t2 - t1) / len(images))]
     return best[0] * 1000, best[1] * 1000
+
+
+def waiting(args, edge, fs, servers, model_hw, timeout_s: float, delay_ms: float) -> None:
+    """Pairs of joint runs with the same uploads, against the delayed and the undelayed cloud, in alternating order."""
+    from mlkit.joint.cloud import CloudClient, CloudConfig
+    from mlkit.mining import build_filter
+
+    def config(url: str) -> CloudConfig:
+        return CloudConfig(url, "big", timeout_s=timeout_s, max_in_flight=args.max_in_flight, score_threshold=0.05,
+                           upload_max_hw=model_hw)
+
+    med = statistics.median
+    edge_only = build_filter({"method": "EdgeOnly"})
+    print(f"\n{'filter':<34}{'slow / fast cloud, edge frame rate':>36}{'CPU per upload, slow / fast':>30}"
+          f"{'uploads':>9}{'round trip p50 slow / fast':>30}")
+    for method in (m.strip() for m in args.filters.split(",") if m.strip()):
+        spec, how = tuned_spec(method, args.tuned)
+        if method == "Keyframe" and args.keyframe_ratio is not None:
+            spec, how = {"method": method, "param": {"keyframe_ratio": args.keyframe_ratio}}, \
+                f"keyframe_ratio={args.keyframe_ratio:g}"
+        ratios, cpu = [], {"slow": [], "fast": []}
+        last = {}
+        with CloudClient(config(servers[0].url)) as slow, CloudClient(config(servers[1].url)) as fast:
+            clouds = {"slow": slow, "fast": fast}
+            for name in clouds:  # warm the connections and the servers
+                run(edge, build_filter(spec), clouds[name], fs[:20], args.reuse)
+            for r in range(args.rounds):
+                alone, _, alone_stats = run(edge, edge_only, None, fs)
+                loops = {}
+                for name in (("slow", "fast") if r % 2 else ("fast", "slow")):
+                    loop, _, stats = run(edge, build_filter(spec), clouds[name], fs, args.reuse)
+                    loops[name], last[name] = loop, stats
+                    sent = stats["hard_frames"] - stats["fallback_reasons"].get("busy", 0)
+                    if sent:
+                        cpu[name].append((stats["cpu_ms"] - alone_stats["cpu_ms"]) / sent)
+                ratios.append(loops["fast"] / loops["slow"])  # frame rate slow / fast
+        if last["slow"]["hard_frames"] != last["fast"]["hard_frames"]:
+            print(f"  (the two runs uploaded {last['slow']['hard_frames']} and {last['fast']['hard_frames']} frames: "
+                  f"not the same uploads)")
+        span = f"{med(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
+        cpus = f"{med(cpu['slow']):.2f} / {med(cpu['fast']):.2f} ms" if cpu["slow"] and cpu["fast"] else "-"
+        trips = f"{last['slow']['cloud_ms']['p50']} / {last['fast']['cloud_ms']['p50']} ms"
+        print(f"{method + ' [' + how + ']':<34}{span:>36}{cpus:>30}{last['slow']['upload_ratio']:>9.2f}{trips:>30}")
+    print(f"({args.rounds} pairs, order alternating; cloud delay {delay_ms:.0f} ms = {args.slowdown:g}x the edge's "
+          f"frame; reuse: {args.reuse}; target: median >= 0.97)")
 
 
 def tuned_spec(method: str, report: Path) -> tuple[dict, str]:
@@ -156,6 +208,9 @@ def main() -> None:
     p.add_argument("--reuse", choices=REUSE_RULES, default="none",
                    help="The worker's reuse rule: with interpolate, results wait for the next upload's answer "
                         "(the edge loop does not).")
+    p.add_argument("--waiting", action="store_true",
+                   help="Only compare the delayed cloud with the undelayed one, pair by pair, with the same uploads.")
+    p.add_argument("--keyframe-ratio", type=float, default=None, help="The Keyframe filter's upload ratio.")
     p.add_argument("--no-pin", action="store_true", help="Do not pin the edge to CPU 0 and the cloud to CPU 1.")
     p.add_argument("--no-offline", dest="offline", action="store_false",
                    help="Skip the row without the network: the first filter's model-sized uploads encoded as the "
@@ -228,7 +283,7 @@ def main() -> None:
         cpus = {cloud_cpu} if pin else None
         servers = [start_background_server(Path(tmp) / "repo", response_delay_ms=delay_ms, num_threads=1,
                                            log_path=Path(tmp) / "server.log", cpus=cpus)]
-        if args.control:
+        if args.control or args.waiting:
             servers.append(start_background_server(Path(tmp) / "repo", num_threads=1,
                                                    log_path=Path(tmp) / "server-undelayed.log", cpus=cpus))
         try:
@@ -239,6 +294,9 @@ def main() -> None:
                 uploads[f"model-sized, batched ({args.upload_batch} / {args.upload_wait_ms:g} ms)"] = (
                     model_hw, args.upload_batch)
             timeout_s = max(2.0, 20 * delay_ms / 1000)
+            if args.waiting:
+                waiting(args, edge, fs, servers, model_hw, timeout_s, delay_ms)
+                return
             for i, method in enumerate(m.strip() for m in args.filters.split(",") if m.strip()):
                 spec, how = tuned_spec(method, args.tuned)
                 hem = build_filter(spec)

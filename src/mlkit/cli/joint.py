@@ -7,7 +7,10 @@ from pathlib import Path
 import click
 
 from mlkit.cli.tools import friendly
+from mlkit.joint.evaluate import VIDEO_FILTERS
 from mlkit.joint.reuse import REUSE_RULES
+
+VIDEO_FILTER_NAMES = tuple(dict.fromkeys(f["method"] for f in VIDEO_FILTERS))
 
 
 @click.group()
@@ -100,9 +103,13 @@ def example_config() -> None:
               help="Labelled video clip (from `mlkit data video`, labels next to it) to report on; repeatable.")
 @click.option("--tune-video", "tune_videos", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               multiple=True, help="With --video: clip on which thresholds are chosen; repeatable.")
-@click.option("--reuse", type=click.Choice(REUSE_RULES), default="none", show_default=True,
+@click.option("--reuse", "reuse_rules", type=click.Choice(REUSE_RULES), multiple=True,
               help="With --video: how a frame that was not uploaded uses nearby cloud answers (as `reuse` in the "
-                   "joint service spec).")
+                   "joint service spec); repeat it to compare rules on the same predictions (a report per rule under "
+                   "--out/RULE and reuse.png).  [default: none]")
+@click.option("--filter", "filter_names", type=click.Choice(VIDEO_FILTER_NAMES), multiple=True,
+              help="Sweep only this filter (repeatable; the tracking rules make each sweep point cost a pass of "
+                   "optical flow over every frame).  [default: all]")
 @click.option("--reuse-frames", type=click.IntRange(min=1), default=8, show_default=True,
               help="With --video: how many frames away an answer may serve.")
 @click.option("--edge-model", type=click.Path(exists=True, path_type=Path), required=True,
@@ -124,33 +131,52 @@ def example_config() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Writes joint_evaluation.json and sweep.png here.")
 @friendly
-def evaluate_cmd(data_root, videos, tune_videos, reuse, reuse_frames, edge_model, cloud_model, cloud_endpoint,
-                 cloud_name, auth_token_file, split, tune_split, budget, limit, threads, out_dir) -> None:
+def evaluate_cmd(data_root, videos, tune_videos, reuse_rules, filter_names, reuse_frames, edge_model, cloud_model,
+                 cloud_endpoint, cloud_name, auth_token_file, split, tune_split, budget, limit, threads,
+                 out_dir) -> None:
     """mAP@0.5 of edge-only, cloud-only and joint; sweep every filter's threshold; plot mAP vs upload ratio.
 
     On a dataset (--data) or on labelled video clips (--video, with --tune-video and --reuse).
     """
-    from mlkit.joint.evaluate import evaluate_on_dataset, evaluate_on_video, write_report
+    from mlkit.joint.evaluate import (
+        DEFAULT_FILTERS,
+        VIDEO_FILTERS,
+        evaluate_on_dataset,
+        evaluate_reuse_rules,
+        plot_reuse_rules,
+        write_report,
+    )
     from mlkit.serving.auth import read_token_file, token_file_option
 
     if (cloud_model is None) == (cloud_endpoint is None):
         raise click.UsageError("give exactly one of --cloud-model and --cloud-endpoint")
     if (data_root is None) == (not videos):
         raise click.UsageError("give either --data (a dataset folder) or --video (labelled clips), not both")
-    if not videos and (tune_videos or reuse != "none"):
+    if not videos and (tune_videos or reuse_rules):
         raise click.UsageError("--tune-video and --reuse need --video: the images of a dataset are not a sequence")
+    rules = tuple(dict.fromkeys(reuse_rules)) or ("none",)
+    filters = [f for f in (VIDEO_FILTERS if videos else DEFAULT_FILTERS)
+               if not filter_names or f["method"] in filter_names]
+    if not filters:
+        raise click.UsageError(f"--filter {', '.join(filter_names)}: Keyframe needs --video; give another filter")
     token_file = token_file_option(auth_token_file) if cloud_endpoint is not None else None
     token = None if token_file is None else read_token_file(token_file)
     if videos:
-        result = evaluate_on_video(videos, edge_model, tune_videos=tune_videos, cloud_model=cloud_model,
-                                   cloud_endpoint=cloud_endpoint, cloud_name=cloud_name, reuse=reuse,
-                                   reuse_frames=reuse_frames, upload_budget=budget, num_threads=threads,
-                                   cloud_token=token)
+        results = evaluate_reuse_rules(videos, edge_model, rules=rules, tune_videos=tune_videos,
+                                       cloud_model=cloud_model, cloud_endpoint=cloud_endpoint, cloud_name=cloud_name,
+                                       reuse_frames=reuse_frames, upload_budget=budget, num_threads=threads,
+                                       cloud_token=token, filters=filters)
     else:
-        result = evaluate_on_dataset(data_root, edge_model, cloud_model=cloud_model, cloud_endpoint=cloud_endpoint,
-                                     cloud_name=cloud_name, split=split,
-                                     tune_split=None if tune_split == "none" else tune_split, upload_budget=budget,
-                                     limit=limit, num_threads=threads, cloud_token=token)
-    js, png = write_report(result, out_dir)
-    click.echo(result.table())
-    click.echo(f"wrote {js} and {png}")
+        results = [evaluate_on_dataset(data_root, edge_model, cloud_model=cloud_model, cloud_endpoint=cloud_endpoint,
+                                       cloud_name=cloud_name, split=split,
+                                       tune_split=None if tune_split == "none" else tune_split, upload_budget=budget,
+                                       limit=limit, num_threads=threads, cloud_token=token, filters=filters)]
+    for rule, result in zip(rules, results, strict=True):
+        js, png = write_report(result, out_dir if len(results) == 1 else out_dir / rule)
+        click.echo(result.table())
+        click.echo(f"wrote {js} and {png}")
+    if len(results) > 1:
+        first = next((f["method"] for f in filters if f["method"] == "Keyframe"), filters[0]["method"])
+        path = out_dir / "reuse.png"
+        plot_reuse_rules(results, first, path)
+        click.echo(f"wrote {path} ({first} under each rule)")

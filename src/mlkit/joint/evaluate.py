@@ -42,6 +42,7 @@ DEFAULT_FILTERS = (
     {"method": "Random", "param": {"seed": 0}},
 )
 VIDEO_FILTERS = (*DEFAULT_FILTERS, {"method": "Keyframe", "param": {}})  # evenly spread uploads: for reuse
+KEYFRAME_AND_RANDOM = tuple(f for f in VIDEO_FILTERS if f["method"] in ("Keyframe", "Random"))  # the content-blind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,9 @@ class FrameOrder:
     clips: tuple[int, ...]  # a clip id per frame, frames in order
     reuse: str = "none"
     reuse_frames: int = 8
+    # Each frame's image (a sequence, or a function of the frame index) for the tracking rules' optical flow.
+    images: Sequence[np.ndarray] | Callable[[int], np.ndarray] | None = dataclasses.field(default=None, repr=False,
+                                                                                          compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +162,7 @@ def _joint(edge: Sequence[Detections], cloud: Sequence[Detections], hard: np.nda
 
     if order is None:  # still images: each keeps its own answer
         return final_sequence(edge, cloud, hard)
-    return final_sequence(edge, cloud, hard, order.reuse, order.reuse_frames, order.clips)
+    return final_sequence(edge, cloud, hard, order.reuse, order.reuse_frames, order.clips, order.images)
 
 
 def _value_for_cut(f, cut: float) -> float:
@@ -354,6 +358,49 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     return fig
 
 
+def plot_reuse_rules(evaluations: Sequence[JointEvaluation], filter_name: str = "Keyframe",
+                     path: str | Path | None = None):
+    """One filter's mAP@0.5 against upload ratio under each reuse rule (one ``evaluate_on_video`` per rule, on the
+    same clips), with edge-only, cloud-only and 97 % / 99 % of cloud marked."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not evaluations:
+        raise MlkitError("give at least one evaluation to plot")
+    first = evaluations[0]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for ev in evaluations:
+        found = [f for f in ev.filters if f.filter == filter_name]
+        if not found:
+            raise MlkitError(f"filter {filter_name!r} is not in the evaluation with reuse {ev.reuse_label}; it has "
+                             f"{', '.join(f.filter for f in ev.filters)}")
+        points = found[0].points
+        ax.plot([0.0] + [p.upload_ratio for p in points] + [1.0],
+                [ev.edge_map50] + [p.map50 for p in points] + [ev.cloud_map50], marker="o", markersize=3,
+                label=f"reuse: {ev.reuse_label}")
+    ax.axhline(first.cloud_map50, color="black", linewidth=0.8, linestyle=":", label="cloud only")
+    ax.axhline(0.99 * first.cloud_map50, color="blue", linewidth=0.8, linestyle=":", label="99% of cloud")
+    ax.axhline(0.97 * first.cloud_map50, color="green", linewidth=0.8, linestyle=":", label="97% of cloud")
+    ax.axhline(first.edge_map50, color="grey", linewidth=0.8, linestyle="--", label="edge only")
+    ax.set_xlabel("upload ratio (frames sent to the cloud)")
+    ax.set_ylabel("joint mAP@0.5")
+    ax.set_title(f"{filter_name} uploads on {first.num_images} video frames, by reuse rule")
+    ax.set_xlim(0, 0.6)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    if path is not None:
+        from mlkit.data.atomic import atomic_path
+
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+    return fig
+
+
 def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_endpoint: str | None, cloud_name: str,
                 num_threads: int, cloud_token: str | None = None):
     """(edge predict, cloud predict): the edge model local, the cloud model local or served at ``cloud_endpoint``
@@ -391,7 +438,7 @@ def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_
                         cloud_endpoint: str | None = None, cloud_name: str = "big", split: str = "test",
                         tune_split: str | None = "val", upload_budget: float = 0.3, limit: int | None = None,
                         num_threads: int = 2, show_progress: bool = True,
-                        cloud_token: str | None = None) -> JointEvaluation:
+                        cloud_token: str | None = None, filters: Sequence[dict] = DEFAULT_FILTERS) -> JointEvaluation:
     """Predict a dataset folder with the edge model (local TFLite) and the cloud model (local, or served at
     ``cloud_endpoint``), then ``evaluate_joint``; ``tune_split=None`` tunes on ``split`` itself."""
     from mlkit.data.layout import load_split
@@ -411,7 +458,7 @@ def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_
               "cloud_tune": predict_dataset(tune, cloud_predict, f"cloud {tune_split}", show_progress)}
     return evaluate_joint(test, predict_dataset(test, edge_predict, f"edge {split}", show_progress),
                           predict_dataset(test, cloud_predict, f"cloud {split}", show_progress),
-                          upload_budget=upload_budget, show_progress=show_progress, **kw)
+                          upload_budget=upload_budget, show_progress=show_progress, filters=filters, **kw)
 
 
 def _clips(videos: Sequence[str | Path], out: Path, show_progress: bool) -> tuple[Dataset, tuple[int, ...]]:
@@ -423,36 +470,76 @@ def _clips(videos: Sequence[str | Path], out: Path, show_progress: bool) -> tupl
     return Dataset([rec for ds in sets for rec in ds.images], sets[0].class_names, "video"), clips
 
 
+def _grays(dataset: Dataset, show_progress: bool) -> list[np.ndarray]:
+    """Every frame as a gray image, held for the tracking rules (each sweep point tracks through all of them)."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    return [cv2.cvtColor(dataset.load_image(i), cv2.COLOR_RGB2GRAY)
+            for i in tqdm(range(len(dataset)), desc="frames for tracking", unit="img", disable=not show_progress)]
+
+
 def evaluate_on_video(videos: Sequence[str | Path], edge_model: str | Path, *, tune_videos: Sequence[str | Path] = (),
                       cloud_model: str | Path | None = None, cloud_endpoint: str | None = None,
                       cloud_name: str = "big", reuse: str = "interpolate", reuse_frames: int = 8,
                       upload_budget: float = 0.3, num_threads: int = 2, show_progress: bool = True,
-                      cloud_token: str | None = None) -> JointEvaluation:
+                      cloud_token: str | None = None, filters: Sequence[dict] = VIDEO_FILTERS) -> JointEvaluation:
     """``evaluate_joint`` on labelled video clips (``mlkit data video`` writes them): thresholds are tuned on
     ``tune_videos`` (default: the test clips themselves), and a frame that was not uploaded uses nearby answers
     as the worker does with ``reuse`` and ``reuse_frames``. The Keyframe filter joins the sweep."""
+    (evaluation,) = evaluate_reuse_rules(
+        videos, edge_model, rules=(reuse,), tune_videos=tune_videos, cloud_model=cloud_model,
+        cloud_endpoint=cloud_endpoint, cloud_name=cloud_name, reuse_frames=reuse_frames, upload_budget=upload_budget,
+        num_threads=num_threads, show_progress=show_progress, cloud_token=cloud_token, filters=filters)
+    return evaluation
+
+
+def evaluate_reuse_rules(videos: Sequence[str | Path], edge_model: str | Path, *,
+                         rules: Sequence[str] = ("interpolate", "track", "track-interpolate"),
+                         tune_videos: Sequence[str | Path] = (), cloud_model: str | Path | None = None,
+                         cloud_endpoint: str | None = None, cloud_name: str = "big", reuse_frames: int = 8,
+                         upload_budget: float = 0.3, num_threads: int = 2, show_progress: bool = True,
+                         cloud_token: str | None = None,
+                         filters: Sequence[dict] = VIDEO_FILTERS) -> list[JointEvaluation]:
+    """``evaluate_on_video`` once per reuse rule, on one set of predictions (both models predict every frame once);
+    ``plot_reuse_rules`` draws them side by side."""
     import tempfile
 
-    from mlkit.joint.reuse import check_reuse
+    from mlkit.joint.reuse import TRACKING_RULES, check_reuse
 
     if not videos:
         raise MlkitError("give at least one labelled video to evaluate on")
-    check_reuse(reuse, reuse_frames)
+    if not rules:
+        raise MlkitError("give at least one reuse rule")
+    for rule in rules:
+        check_reuse(rule, reuse_frames)
+    if not filters:
+        raise MlkitError("give at least one filter to sweep")
+    tracking = any(rule in TRACKING_RULES for rule in rules)
     edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads,
                                               cloud_token)
     with tempfile.TemporaryDirectory(prefix="mlkit-joint-video-") as tmp:
         test, clips = _clips(videos, Path(tmp) / "test", show_progress)
-        kw: dict = {}
+        images = _grays(test, show_progress) if tracking else None
+        predicted = {"edge_test": predict_dataset(test, edge_predict, "edge test", show_progress),
+                     "cloud_test": predict_dataset(test, cloud_predict, "cloud test", show_progress)}
+        tune = None
         if tune_videos:
             tune, tune_clips = _clips(tune_videos, Path(tmp) / "tune", show_progress)
-            kw = {"tune": tune, "edge_tune": predict_dataset(tune, edge_predict, "edge tune", show_progress),
-                  "cloud_tune": predict_dataset(tune, cloud_predict, "cloud tune", show_progress),
-                  "tune_order": FrameOrder(tune_clips, reuse, reuse_frames),
-                  "tune_name": f"{len(tune_videos)} tuning clip{'s' if len(tune_videos) > 1 else ''}"}
-        return evaluate_joint(test, predict_dataset(test, edge_predict, "edge test", show_progress),
-                              predict_dataset(test, cloud_predict, "cloud test", show_progress),
-                              filters=VIDEO_FILTERS, upload_budget=upload_budget, show_progress=show_progress,
-                              order=FrameOrder(clips, reuse, reuse_frames), **kw)
+            tune_images = _grays(tune, show_progress) if tracking else None
+            predicted |= {"edge_tune": predict_dataset(tune, edge_predict, "edge tune", show_progress),
+                          "cloud_tune": predict_dataset(tune, cloud_predict, "cloud tune", show_progress)}
+        out = []
+        for rule in rules:
+            kw: dict = {}
+            if tune is not None:
+                kw = {"tune": tune, "edge_tune": predicted["edge_tune"], "cloud_tune": predicted["cloud_tune"],
+                      "tune_order": FrameOrder(tune_clips, rule, reuse_frames, tune_images),
+                      "tune_name": f"{len(tune_videos)} tuning clip{'s' if len(tune_videos) > 1 else ''}"}
+            out.append(evaluate_joint(test, predicted["edge_test"], predicted["cloud_test"], filters=filters,
+                                      upload_budget=upload_budget, show_progress=show_progress,
+                                      order=FrameOrder(clips, rule, reuse_frames, images), **kw))
+        return out
 
 
 def write_report(evaluation: JointEvaluation, out_dir: str | Path) -> tuple[Path, Path]:

@@ -7,6 +7,10 @@ things move little between frames. Two rules, both merged with the frame's own e
 - **hold**: the answer of the last uploaded frame, if it is at most ``reach`` frames earlier;
 - **interpolate**: the answers of the uploaded frames on either side, boxes matched by class and centre
   distance and moved linearly in time (``interpolate``). The frame waits for the later answer.
+- **track**: the last answer, its boxes carried frame by frame by the optical flow (``mlkit.joint.track``). Causal:
+  no frame waits for a later upload.
+- **track-interpolate**: both answers carried to the frame by the flow (the later one backwards), then blended as
+  ``interpolate`` does. The frame waits for the later answer, as with interpolate.
 
 ``final_sequence`` applies the same rule offline: ``mlkit joint evaluate --video ... --reuse interpolate`` measures
 it on held-out labelled clips.
@@ -19,7 +23,9 @@ import numpy as np
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 
-REUSE_RULES = ("none", "hold", "interpolate")
+REUSE_RULES = ("none", "hold", "interpolate", "track", "track-interpolate")
+TRACKING_RULES = ("track", "track-interpolate")  # need the frames' images (without them boxes move by velocity)
+WAITING_RULES = ("interpolate", "track-interpolate")  # a frame waits for the next upload's answer
 UNMATCHED_WEIGHT = 0.8  # score factor of a box seen in one answer only: less sure that it is still there
 MERGE_IOU = 0.3  # an edge box this close to a cloud box of its class is the same object
 
@@ -84,7 +90,7 @@ def interpolate(before: Detections, after: Detections, w: float,
                       np.concatenate([before.labels[i], near.labels[rest]]))
 
 
-def merge(edge: Detections, cloud: Detections, iou: float = MERGE_IOU) -> Detections:
+def merge(edge: Detections, cloud: Detections | None, iou: float = MERGE_IOU) -> Detections:
     """The cloud's boxes, plus the edge's boxes that no cloud box of the same class overlaps by ``iou``.
 
     The cloud's box wins where both saw an object; the edge adds what the reused answer cannot know about,
@@ -92,8 +98,8 @@ def merge(edge: Detections, cloud: Detections, iou: float = MERGE_IOU) -> Detect
     """
     from mlkit.evaluation.matching import box_iou
 
-    if len(cloud) == 0 or len(edge) == 0:
-        return edge if len(cloud) == 0 else cloud
+    if cloud is None or len(cloud) == 0 or len(edge) == 0:
+        return edge if cloud is None or len(cloud) == 0 else cloud
     covered = ((box_iou(cloud.boxes, edge.boxes) >= iou) & (cloud.labels[:, None] == edge.labels[None])).any(0)
     keep = ~covered
     return Detections(np.concatenate([cloud.boxes, edge.boxes[keep]]),
@@ -116,6 +122,19 @@ def reused(edge: Detections, before: tuple[int, Detections] | None, after: tuple
     return edge
 
 
+def reused_tracked(edge: Detections, before: tuple[int, Detections] | None, after: tuple[int, Detections] | None,
+                   index: int, merge_iou: float) -> Detections:
+    """Frame ``index``'s result from answers already carried to it by the flow (``mlkit.joint.track``): ``before``
+    from the last upload, ``after`` back from the next one, each ``(upload's frame index, boxes at this frame)``.
+    With both they are blended by time as ``interpolate`` does (the boxes are matched where they now are)."""
+    if before is not None and after is not None:
+        (u, a), (v, b) = before, after
+        if not u < index < v:
+            raise ValueError(f"frame {index} is not between uploaded frames {u} and {v}")
+        return merge(edge, interpolate(a, b, (index - u) / (v - u)), merge_iou)
+    return merge(edge, (before or after or (None, None))[1], merge_iou)
+
+
 class PairCache:
     """``match`` of the last two uploads' answers: every frame between them interpolates the same pairs."""
 
@@ -133,13 +152,16 @@ class PairCache:
         return self._pairs
 
 
-def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=None) -> list[Detections]:
+def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=None,
+                   images=None) -> list[Detections]:
     """Each frame's final result, as the worker gives it with ``reuse=rule`` when every upload is answered.
 
     ``edge`` and ``cloud`` hold both models' answers for every frame in order, ``hard`` says which frames were
     uploaded, ``clips`` (optional) a clip id per frame: an answer never serves a frame of another clip. An
     uploaded frame gets the cloud's answer; any other frame ``reused(...)`` with the nearest upload before it
-    and (for "interpolate") after it, each at most ``reach`` frames away.
+    and (for "interpolate") after it, each at most ``reach`` frames away. The tracking rules carry the answers with
+    the optical flow of ``images`` (a sequence, or a function of the frame index, giving each frame's RGB or gray
+    image); without images their boxes move at the speed measured between answers.
     """
     check_reuse(rule, reach)
     n = len(edge)
@@ -148,6 +170,9 @@ def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=
     if not (len(cloud) == len(hard) == len(clips) == n):
         raise ValueError(f"edge, cloud, hard and clips must have one entry per frame; got {len(edge)}, "
                          f"{len(cloud)}, {len(hard)}, {len(clips)}")
+    if rule in TRACKING_RULES:
+        image = images if images is None or callable(images) else images.__getitem__
+        return _tracked_sequence(edge, cloud, hard, rule, reach, clips, image)
 
     def nearest(t: int, step: int) -> tuple[int, Detections] | None:
         for u in range(t + step, t + step * (reach + 1), step):
@@ -168,3 +193,33 @@ def final_sequence(edge, cloud, hard, rule: str = "none", reach: int = 8, clips=
             before, after = nearest(t, -1), nearest(t, 1) if rule == "interpolate" else None
             out.append(reused(edge[t], before, after, t, pairs(before, after)))
     return out
+
+
+def _tracked_sequence(edge, cloud, hard, rule, reach, clips, image) -> list[Detections]:
+    """``final_sequence`` for the tracking rules: one ``CloudTracks`` per clip, stepped through every frame."""
+    from mlkit.joint.track import CloudTracks, track_back
+
+    n = len(edge)
+    frame = (lambda t: None) if image is None else image
+    forward: list[tuple[int, Detections] | None] = [None] * n
+    backward: list[tuple[int, Detections] | None] = [None] * n
+    tracks = None
+    for t in range(n):
+        if t == 0 or clips[t] != clips[t - 1]:
+            tracks = CloudTracks(reach)
+        boxes = tracks.step(t, cloud[t] if hard[t] else None, frame(t))
+        if boxes is not None:
+            forward[t] = tracks.answer_index, boxes
+    if rule == "track-interpolate":
+        for v in np.flatnonzero(hard).tolist():
+            span = []  # the frames before v that it serves: not uploaded, same clip, within reach
+            for t in range(v - 1, max(v - reach, 0) - 1, -1):
+                if clips[t] != clips[v] or hard[t]:
+                    break
+                span.append(t)
+            if span:
+                back = track_back(cloud[v], [frame(t) for t in [v, *span]], tracks.settings)
+                for t, boxes in zip(span, back, strict=True):
+                    backward[t] = v, boxes
+    merge_iou = tracks.settings.merge_iou if tracks is not None else MERGE_IOU
+    return [cloud[t] if hard[t] else reused_tracked(edge[t], forward[t], backward[t], t, merge_iou) for t in range(n)]

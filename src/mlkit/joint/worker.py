@@ -33,7 +33,7 @@ import numpy as np
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.joint.cloud import CloudClient, CloudOutcome
-from mlkit.joint.reuse import PairCache, check_reuse, reused
+from mlkit.joint.reuse import TRACKING_RULES, WAITING_RULES, PairCache, check_reuse, reused, reused_tracked
 from mlkit.joint.spool import QUEUED_FALLBACKS, QueueConfig, Replayer
 from mlkit.joint.stats import JointStats
 
@@ -87,7 +87,8 @@ class WorkerConfig:
     score_threshold: float = 0.05  # edge boxes kept for the filter and the results (drawing uses its own)
     jpeg_quality: int = 85  # the uploaded frame
     report_every_s: float = 30.0  # periodic statistics line (Sedna's period); 0 = never
-    reuse: str = "none"  # a frame not uploaded: "none" (edge boxes), "hold" or "interpolate" (mlkit.joint.reuse)
+    # A frame not uploaded: "none" (its edge boxes), "hold", "interpolate", "track", "track-interpolate" (joint.reuse)
+    reuse: str = "none"
     reuse_frames: int = 8  # how many frames away an uploaded frame's answer may serve
     queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)  # the offline queue (off by default)
 
@@ -134,7 +135,9 @@ class JointWorker:
             raise MlkitError("the offline queue (queue_dir) needs a cloud to replay to; unset it to run edge-only")
 
     def _finish(self, p: _Pending, outcome: CloudOutcome | None, before: tuple[int, Detections] | None = None,
-                after: tuple[int, Detections] | None = None) -> FrameResult:
+                after: tuple[int, Detections] | None = None, made: Detections | None = None) -> FrameResult:
+        """The frame's result; a frame without its own answer reuses ``before`` / ``after`` (``made``: the reused
+        result already made from them, by the tracking rules)."""
         cloud = cloud_ms = fallback = None
         if p.judgement.is_hard:
             if outcome is None:
@@ -149,11 +152,12 @@ class JointWorker:
                     log.log(level, "frame %d: cloud %s (%s); keeping the edge result%s", p.frame.index, fallback,
                             outcome.detail, "" if level == logging.DEBUG else " (later ones of this kind: debug log)")
         near = tuple(x[0] for x in (before, after) if x is not None) if cloud is None else ()
+        if near and made is None:
+            made = reused(p.edge, before, after, p.frame.index, self._pairs(before, after))
         result = FrameResult(p.frame.index, float(p.frame.timestamp), bool(p.judgement.is_hard),
                              float(p.judgement.score), p.edge, cloud, fallback, p.edge_ms, cloud_ms,
                              (time.perf_counter() - p.frame.captured) * 1000, p.uploaded,
-                             reused(p.edge, before, after, p.frame.index, self._pairs(before, after)) if near else None,
-                             near)
+                             made if near else None, near)
         self.stats.record(is_hard=result.is_hard, edge_ms=result.edge_ms, cloud_ms=cloud_ms,
                           uploaded_bytes=p.uploaded, fallback=fallback, reused=bool(near))
         if self.on_result is not None:
@@ -206,13 +210,15 @@ class JointWorker:
                 return False
             if head.future.result().detections is not None:
                 return True
-        if self.config.reuse != "interpolate" or self.cloud is None:
+        if self.config.reuse not in WAITING_RULES or self.cloud is None:
             return True
         return self._answer_after(head.frame.index, itertools.islice(pending, 1, None), wait=False) is not _WAIT
 
     def _release(self, pending: collections.deque[_Pending], wait: bool = False) -> FrameResult:
         p = pending.popleft()
         outcome = None if p.future is None else p.future.result(timeout=self._drain_timeout)
+        if self._tracks is not None:
+            return self._release_tracked(p, outcome, pending)
         if outcome is not None and outcome.detections is not None:
             self._last_answer = (p.frame.index, outcome.detections)
             return self._finish(p, outcome)
@@ -224,6 +230,39 @@ class JointWorker:
             if self.config.reuse == "interpolate":
                 after = self._answer_after(p.frame.index, pending, wait=True)
         return self._finish(p, outcome, before, after)
+
+    def _release_tracked(self, p: _Pending, outcome: CloudOutcome | None,
+                         pending: collections.deque[_Pending]) -> FrameResult:
+        """``reuse: track`` / ``track-interpolate``: every released frame steps the tracker, in order."""
+        answer = None if outcome is None else outcome.detections
+        index = p.frame.index
+        boxes = self._tracks.step(index, answer, p.frame.image)
+        if answer is not None:
+            return self._finish(p, outcome)
+        before = None if boxes is None else (self._tracks.answer_index, boxes)
+        after = None
+        if self.config.reuse == "track-interpolate":
+            later = self._answer_after(index, pending, wait=True)
+            if later is not None:
+                after = (later[0], self._tracked_back(later, p, pending)[index])
+        if before is None and after is None:
+            return self._finish(p, outcome)
+        result = reused_tracked(p.edge, before, after, index, self._tracks.settings.merge_iou)
+        return self._finish(p, outcome, before, after, result)
+
+    def _tracked_back(self, later: tuple[int, Detections], p: _Pending,
+                      pending: collections.deque[_Pending]) -> dict[int, Detections]:
+        """The next upload's answer carried back by the flow to every frame from ``p`` up to it, once per upload."""
+        from mlkit.joint.track import track_back
+
+        v, answer = later
+        if self._back is None or self._back[0] != v:
+            span = [p, *itertools.takewhile(lambda q: q.frame.index < v, pending)]
+            uploaded = next(q for q in pending if q.frame.index == v)
+            back = track_back(answer, [uploaded.frame.image, *(q.frame.image for q in reversed(span))],
+                              self._tracks.settings)
+            self._back = (v, {q.frame.index: b for q, b in zip(reversed(span), back, strict=True)})
+        return self._back[1]
 
     def run(self, frames: Iterable) -> Iterator[FrameResult]:
         # With the offline queue, its replayer lives as long as the run; at the end it may drain for
@@ -249,6 +288,12 @@ class JointWorker:
         pending: collections.deque[_Pending] = collections.deque()
         self._last_answer: tuple[int, Detections] | None = None  # the latest uploaded frame the cloud answered
         self._pairs = PairCache()  # keyed by frame indices, which start again with each run
+        self._tracks = None
+        if self.config.reuse in TRACKING_RULES and self.cloud is not None:
+            from mlkit.joint.track import CloudTracks
+
+            self._tracks = CloudTracks(self.config.reuse_frames)
+        self._back: tuple[int, dict[int, Detections]] | None = None  # track_back of the next upload's answer
         # The cloud call has its own timeout; the extra margin only guards against a stuck loop.
         self._drain_timeout = None if self.cloud is None else self.cloud.config.timeout_s + 5.0
         last_report = time.monotonic()
