@@ -56,9 +56,10 @@ class EdgeSettings(Settings):
                                                                                          "line")
     reuse: str = Field(
         _default(WorkerConfig, "reuse"),
-        description="a frame not uploaded: none (its edge boxes), hold (merged with the last cloud answer) or "
+        description="a frame not uploaded: none (its edge boxes), hold (merged with the last cloud answer), "
                     "interpolate (with the answers on either side, moved in time; the frame waits for the next "
-                    "upload's answer)")
+                    "upload's answer), track (the last answer carried by the optical flow; waits for nothing) or "
+                    "track-interpolate (both answers carried by the flow; waits like interpolate)")
     reuse_frames: int = Field(_default(WorkerConfig, "reuse_frames"),
                               description="how many frames away an uploaded frame's cloud answer may serve (with "
                                           "reuse; about 2 suits hold, which does not move boxes)")
