@@ -28,8 +28,8 @@ time (an exclusive ``flock`` on ``.lock``, released by the kernel when the proce
 Exactly once, across crashes. Replay handles one entry at a time:
 
 1. send ``KEY.jpg``; on a failure, back off and try again (the entry is untouched);
-2. on an answer, under the results writer's lock: write ``KEY.answer`` (the answer, the results file and its
-   current length, the offset the record will start at), durably; then append the record and fsync the results;
+2. on an answer, under the results writer's lock: write ``KEY.answer`` durably (the answer, the results file and
+   the byte offset the record will start at); then append the record and fsync the results file;
 3. write the hard-example store (idempotent: the same names are rewritten);
 4. remove ``KEY.json`` (fsync the folder), then ``KEY.jpg`` and ``KEY.answer``.
 
@@ -394,7 +394,11 @@ class Replayer:
         stats.queue_backlog = len(self.spool)
         if len(self.spool):
             log.info("offline queue %s: %d frames waiting from earlier runs", self.spool.dir, len(self.spool))
-        self._settle_answered()
+        try:
+            self._settle_answered()
+        except BaseException:
+            self.spool.close()
+            raise
         self._thread.start()
 
     # -- the edge loop's side
