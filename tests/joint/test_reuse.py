@@ -141,7 +141,8 @@ def test_final_sequence_follows_the_rule_within_reach_and_clip():
 
 
 def test_worker_config_checks_the_reuse_fields():
-    with pytest.raises(MlkitError, match="reuse must be one of none, hold, interpolate, track, track-interpolate; got 'sometimes'"):
+    with pytest.raises(MlkitError,
+                       match="reuse must be one of none, hold, interpolate, track, track-interpolate; got 'sometimes'"):
         WorkerConfig(reuse="sometimes")
     with pytest.raises(MlkitError, match="reuse_frames must be an integer >= 1"):
         WorkerConfig(reuse="hold", reuse_frames=0)
@@ -251,5 +252,6 @@ def test_spec_reuse_keys_reach_the_worker_and_bad_values_are_usage_errors(video,
     assert "reused answers" in result.output
     joint_spec(tmp_path, video, cloud_server.url, keyframes, (("reuse", "always"),))
     bad = CliRunner().invoke(main, ["joint", "run", str(config), "--no-progress"])
-    assert bad.exit_code == 2 and "reuse must be one of none, hold, interpolate, track, track-interpolate; got 'always'" in bad.output
+    assert bad.exit_code == 2
+    assert "reuse must be one of none, hold, interpolate, track, track-interpolate; got 'always'" in bad.output
     assert "Traceback" not in bad.output

@@ -90,7 +90,7 @@ def test_edge_only_without_a_cloud_worker(tmp_path):
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["spec"]["edgeWorker"].update(gpu=True), "spec.edgeWorker.gpu: Extra inputs are not permitted"),
     (lambda d: d["spec"]["edgeWorker"]["workerSpec"]["parameters"].append({"key": "fps", "value": "3"}),
-     "unknown key 'fps'; known keys: all_examples_inference_output"),
+     "unknown key 'fps'; known keys: agreement_hard_threshold, agreement_hard_window"),
     (lambda d: d["spec"]["cloudWorker"]["workerSpec"]["parameters"][2].update(value="x"),
      "max_in_flight='x': expected an integer"),
     (lambda d: d["spec"]["cloudWorker"]["workerSpec"]["parameters"].append({"key": "timeout_ms", "value": "1"}),

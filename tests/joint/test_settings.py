@@ -35,7 +35,8 @@ def test_a_spec_with_no_parameters_but_the_required_ones_gets_the_same_defaults(
 def test_settings_refuse_unknown_keys_and_name_the_bad_one():
     from mlkit.specfiles import from_pairs, settings
 
-    with pytest.raises(MlkitError, match="unknown key 'fps'; known keys: all_examples_inference_output"):
+    with pytest.raises(MlkitError,
+                       match="unknown key 'fps'; known keys: agreement_hard_threshold, agreement_hard_window"):
         from_pairs(EdgeSettings, [("fps", "3")], "spec.edgeWorker")
     with pytest.raises(MlkitError, match="edge settings: jpeg_quality: Input should be a valid integer"):
         settings(EdgeSettings, {"jpeg_quality": "high"}, "edge settings")

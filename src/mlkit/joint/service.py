@@ -61,7 +61,7 @@ def run(source: str | int | Path | None, *, edge_model: str | Path, edge: EdgeSe
     cloud_s = None if cloud is None else settings(CloudSettings, cloud, "cloud settings")
     if source is None or source == "":
         raise MlkitError("give a source: a video file, an RTSP/HTTP URL or a camera index")
-    config = edge_s.worker_config()
+    config = edge_s.worker_config(model=str(edge_model))
     hem = build_filter(_mining(mining, cloud_s is not None))
     edge_det = open_detector(edge_model, num_threads=edge_s.num_threads)
     if not hasattr(edge_det, "interpreter"):
@@ -116,6 +116,11 @@ def format_stats(stats: dict) -> str:
             ("throughput", f"{stats['fps']} frames/s"),
             ("edge ms p50/p95/p99", "/".join(str(stats["edge_ms"][k]) for k in ("p50", "p95", "p99"))),
             ("cloud call ms p50/p95/p99", "/".join(str(stats["cloud_ms"][k]) for k in ("p50", "p95", "p99")))]
+    if "audits" in stats:
+        alarm = f", ALARM since frame {stats['alarm_frame']}" if stats["alarm"] else ", no alarm"
+        rows.append(("edge/cloud agreement", f"{stats['agreement']} on audits ({stats['audits_answered']} answered of "
+                                             f"{stats['audits']}, {stats['audits_skipped']} skipped), "
+                                             f"{stats['agreement_hard']} on hard frames{alarm}"))
     if queue_line(stats):
         rows.append(("offline queue", f"queued {stats['queued']}, replayed {stats['replayed']}, expired "
                                       f"{stats['expired']}, dropped {stats['dropped']} "

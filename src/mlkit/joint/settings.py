@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from mlkit.errors import MlkitError
+from mlkit.joint.agreement import AgreementConfig
+from mlkit.joint.audits import AuditConfig
 from mlkit.joint.cloud import CloudConfig
 from mlkit.joint.outputs import OutputConfig
 from mlkit.joint.spool import QueueConfig
@@ -78,15 +80,45 @@ class EdgeSettings(Settings):
                                        description="offline queue: how long replay may go on after the stream ends "
                                                    "(what is left waits for the next run)")
 
+    audit_share: float = Field(_default(AuditConfig, "share"),
+                               description="share of the easy frames uploaded anyway, at low priority, to measure the "
+                                           "edge/cloud agreement (0.02 is typical; 0: no audits)")
+    watch_agreement: bool = Field(_default(AuditConfig, "watch"),
+                                  description="measure the agreement on the hard frames' answers too, even without "
+                                              "audits (on whenever audit_share > 0)")
+    agreement_threshold: float = Field(_default(AgreementConfig, "threshold"),
+                                       description="alarm when the audited frames' agreement (edge mAP@0.5 against "
+                                                   "the cloud's answers) falls below this")
+    agreement_window: int = Field(_default(AgreementConfig, "window"),
+                                  description="audited frames in the rolling agreement window")
+    agreement_hard_threshold: float = Field(_default(AgreementConfig, "hard_threshold"),
+                                            description="alarm when the hard frames' agreement falls below this")
+    agreement_hard_window: int = Field(_default(AgreementConfig, "hard_window"),
+                                       description="hard frames in their rolling agreement window")
+    metrics_file: str | None = Field(None, description="Prometheus text file with the agreement and audit counts, "
+                                                       "rewritten at every report (for node_exporter's textfile "
+                                                       "collector; with audits or watch_agreement)")
+
+    def audit_config(self, model: str | None = None) -> AuditConfig:
+        """Audits and agreement; the agreement file goes to the hard-example store (the incremental job's)."""
+        agreement = AgreementConfig(
+            window=self.agreement_window, threshold=self.agreement_threshold, hard_window=self.agreement_hard_window,
+            hard_threshold=self.agreement_hard_threshold,
+            min_frames=min(_default(AgreementConfig, "min_frames"), self.agreement_window),
+            hard_min_frames=min(_default(AgreementConfig, "hard_min_frames"), self.agreement_hard_window))
+        return AuditConfig(share=self.audit_share, watch=self.watch_agreement, agreement=agreement,
+                           store=Path(self.hard_example_store) if self.hard_example_store else None, model=model,
+                           metrics_file=Path(self.metrics_file) if self.metrics_file else None)
+
     def queue_config(self) -> QueueConfig:
         return QueueConfig(directory=Path(self.queue_dir) if self.queue_dir else None, max_mb=self.queue_max_mb,
                            max_age_s=self.queue_max_age_seconds, max_count=self.queue_max_count,
                            drain_s=self.queue_drain_seconds)
 
-    def worker_config(self) -> WorkerConfig:
+    def worker_config(self, model: str | None = None) -> WorkerConfig:
         return WorkerConfig(score_threshold=self.score_threshold, jpeg_quality=self.jpeg_quality,
                             report_every_s=self.report_seconds, reuse=self.reuse, reuse_frames=self.reuse_frames,
-                            queue=self.queue_config())
+                            queue=self.queue_config(), audits=self.audit_config(model))
 
     def output_config(self) -> OutputConfig:
         def path(value: str | None) -> Path | None:

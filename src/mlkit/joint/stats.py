@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,6 +41,8 @@ class JointStats:
     expired: int = 0  # removed unanswered, older than the queue's max age
     dropped: Counter = dataclasses.field(default_factory=Counter)  # removed unanswered, by reason (full, ...)
     queue_backlog: int = 0  # entries on the queue now
+    # Audits and the edge/cloud agreement (mlkit.joint.audits.Audits.snapshot), when the run watches them.
+    audits: Callable[[], dict] | None = dataclasses.field(default=None, repr=False, compare=False)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, *, is_hard: bool, edge_ms: float, cloud_ms: float | None, uploaded_bytes: int,
@@ -107,6 +110,7 @@ class JointStats:
             "dropped": sum(dropped.values()),
             "dropped_reasons": dropped,
             "queue_backlog": self.queue_backlog,
+            **(self.audits() if self.audits is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -120,7 +124,16 @@ class JointStats:
                 f"cloud ok {s['cloud_results']}  reused {s['reused_frames']}  fallbacks {s['fallbacks']} ({reasons})  "
                 f"uploaded {s['bytes_uploaded'] / 1024:.0f} KiB  fps {s['fps']}  "
                 f"edge p50/p95 {s['edge_ms']['p50']}/{s['edge_ms']['p95']} ms  "
-                f"cloud p50/p95 {s['cloud_ms']['p50']}/{s['cloud_ms']['p95']} ms" + queue_line(s))
+                f"cloud p50/p95 {s['cloud_ms']['p50']}/{s['cloud_ms']['p95']} ms" + queue_line(s) + agreement_line(s))
+
+
+def agreement_line(s: dict) -> str:
+    """The audits' part of the periodic line; empty when the run does not watch the agreement."""
+    if "audits" not in s:
+        return ""
+    alarm = f"  ALARM since frame {s['alarm_frame']}" if s["alarm"] else ""
+    return (f"  audits {s['audits_answered']}/{s['audits']}  agreement {s['agreement']} "
+            f"(hard frames {s['agreement_hard']}){alarm}")
 
 
 def queue_line(s: dict) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
+from mlkit.joint.audits import AuditConfig, Audits
 from mlkit.joint.cloud import CloudClient, CloudOutcome
 from mlkit.joint.reuse import TRACKING_RULES, WAITING_RULES, PairCache, check_reuse, reused, reused_tracked
 from mlkit.joint.spool import QUEUED_FALLBACKS, QueueConfig, Replayer
@@ -58,6 +59,8 @@ class FrameResult:
     uploaded_bytes: int = 0
     reused: Detections | None = None  # built from the cloud answers of nearby uploaded frames
     reused_from: tuple[int, ...] = ()  # their frame indices
+    audit: bool = False  # an easy frame uploaded anyway to measure the edge/cloud agreement (WorkerConfig.audits)
+    agreement: dict | None = None  # the agreement when the frame was released, when the run watches it
 
     @property
     def final(self) -> Detections:
@@ -79,7 +82,7 @@ class FrameResult:
                 "edge_ms": round(self.edge_ms, 3),
                 "cloud_ms": None if self.cloud_ms is None else round(self.cloud_ms, 3),
                 "latency_ms": round(self.latency_ms, 3), "uploaded_bytes": self.uploaded_bytes,
-                "reused_from": list(self.reused_from)}
+                "reused_from": list(self.reused_from), "audit": self.audit, **(self.agreement or {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +94,7 @@ class WorkerConfig:
     reuse: str = "none"
     reuse_frames: int = 8  # how many frames away an uploaded frame's answer may serve
     queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)  # the offline queue (off by default)
+    audits: AuditConfig = dataclasses.field(default_factory=AuditConfig)  # audits and agreement (off by default)
 
     def __post_init__(self) -> None:
         check_reuse(self.reuse, self.reuse_frames)
@@ -108,6 +112,7 @@ class _Pending:
     edge_ms: float
     uploaded: int
     future: Any  # concurrent.futures.Future[CloudOutcome] | None
+    audit: bool = False  # also uploaded as an audit (its answer goes to the agreement, not to the result)
 
 
 class JointWorker:
@@ -131,6 +136,7 @@ class JointWorker:
         self._told: set[str] = set()  # fallback kinds already logged as a warning
         self.late_sink = late_sink
         self._replayer: Replayer | None = None
+        self._audits: Audits | None = None
         if self.config.queue.directory is not None and cloud is None:
             raise MlkitError("the offline queue (queue_dir) needs a cloud to replay to; unset it to run edge-only")
 
@@ -157,7 +163,11 @@ class JointWorker:
         result = FrameResult(p.frame.index, float(p.frame.timestamp), bool(p.judgement.is_hard),
                              float(p.judgement.score), p.edge, cloud, fallback, p.edge_ms, cloud_ms,
                              (time.perf_counter() - p.frame.captured) * 1000, p.uploaded,
-                             made if near else None, near)
+                             made if near else None, near, p.audit)
+        if self._audits is not None:
+            if cloud is not None:
+                self._audits.hard(result.index, result.edge, cloud)
+            result.agreement = self._audits.record()
         self.stats.record(is_hard=result.is_hard, edge_ms=result.edge_ms, cloud_ms=cloud_ms,
                           uploaded_bytes=p.uploaded, fallback=fallback, reused=bool(near))
         if self.on_result is not None:
@@ -181,9 +191,12 @@ class JointWorker:
         judgement = self.hem.judge(det)
         edge_ms = (time.perf_counter() - t0) * 1000
         future = None
+        audit = False
         if judgement.is_hard and self.cloud is not None:
             future = self.cloud.submit(frame.image, self.config.jpeg_quality)
-        return _Pending(frame, det, judgement, edge_ms, 0, future)
+        elif self._audits is not None:
+            audit = self._audits.submit(frame.index, frame.image, det, self.cloud, self.config.jpeg_quality)
+        return _Pending(frame, det, judgement, edge_ms, 0, future, audit)
 
     def _answer_after(self, index: int, later: Iterable[_Pending], wait: bool):
         """The first cloud answer among ``later`` frames within ``reuse_frames`` of frame ``index``, as
@@ -269,11 +282,21 @@ class JointWorker:
         # queue.drain_s (plus a call in flight), and an early stop (an error, the caller stopped iterating) ends it
         # without draining. Either way it stops before the caller closes the cloud client and the outputs.
         self._replayer = None
+        self._audits = None
+        if self.config.audits.enabled and self.cloud is not None:
+            meta = getattr(self.edge, "meta", None)
+            if meta is None:
+                raise MlkitError("audits need the edge model's class names (a TFLiteDetector has them in .meta)")
+            self._audits = Audits(self.config.audits, meta.class_names)
+        self.stats.audits = None if self._audits is None else self._audits.snapshot
         if self.config.queue.directory is not None:
             self._replayer = Replayer(self.config.queue, self.cloud, self.stats, self.late_sink,
                                       jpeg_quality=self.config.jpeg_quality)
         try:
             yield from self._frames(frames)
+            if self._audits is not None:  # the last audits' answers, each bounded by the cloud timeout
+                self._audits.poll(wait_s=self._drain_timeout)
+                self._audits.save()
             if self._replayer is not None:
                 self.stats.end_stream()  # the drain's wait is no part of the frame rate
                 self._replayer.close(drain=True)
@@ -301,10 +324,14 @@ class JointWorker:
             pending.append(self._edge(frame))
             # Release every finished frame at the head; a frame still waiting for the cloud (its own answer,
             # or with "interpolate" the next upload's) holds the later ones back (order), but never the edge loop.
+            if self._audits is not None:
+                self._audits.poll()
             while pending and self._ready(pending):
                 yield self._release(pending)
             if self.config.report_every_s and time.monotonic() - last_report >= self.config.report_every_s:
                 self.report(self.stats.line())
+                if self._audits is not None:
+                    self._audits.save()
                 last_report = time.monotonic()
         while pending:
             yield self._release(pending, wait=True)
