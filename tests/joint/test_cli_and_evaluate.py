@@ -148,10 +148,13 @@ def test_evaluate_on_video_applies_the_workers_reuse_rule(edge_model, tmp_path):
     key = build_filter({"method": "Keyframe", "param": {}})
     scores = np.array([key.score(d) for d in edge])
     hard = key.decide(scores, 0.3)
-    for rule in ("none", "hold", "interpolate"):
-        (point,), _ = sweep_filter(build_filter("Keyframe"), ds, edge, cloud, [0.3], FrameOrder(clips, rule, 8))
+    images = [ds.load_image(i) for i in range(len(ds))]
+    for rule in ("none", "hold", "interpolate", "track", "track-interpolate"):
+        (point,), _ = sweep_filter(build_filter("Keyframe"), ds, edge, cloud, [0.3],
+                                   FrameOrder(clips, rule, 8, images))
         assert point.upload_ratio == pytest.approx(hard.mean())
-        assert point.map50 == pytest.approx(coco_map(ds, final_sequence(edge, cloud, hard, rule, 8, clips))["map50"])
+        want = coco_map(ds, final_sequence(edge, cloud, hard, rule, 8, clips, images))["map50"]
+        assert point.map50 == pytest.approx(want)
     result = evaluate_joint(ds, edge, cloud, filters=[{"method": "Keyframe", "param": {}}], show_progress=False,
                             order=FrameOrder(clips, "interpolate", 8))
     # No per-frame oracle: answers are shared between frames.
@@ -169,7 +172,17 @@ def test_evaluate_cli_on_video_and_its_usage_errors(video, tmp_path):
     report = json.loads((out / "joint_evaluation.json").read_text())
     assert report["reuse"] == "interpolate" and report["num_images"] == 10 and report["tuned_on"] == "1 tuning clip"
     assert "Keyframe" in {f["filter"] for f in report["filters"]} and (out / "sweep.png").stat().st_size > 0
+    # Several rules on one set of predictions: a report each, and the rules side by side.
+    rules = tmp_path / "rules"
+    result = runner.invoke(main, ["joint", "evaluate", "--video", str(video), "--reuse", "none", "--reuse", "track",
+                                  "--filter", "Keyframe", "--filter", "Random", *models, "--out", str(rules)])
+    assert result.exit_code == 0, result.output
+    for rule in ("none", "track"):
+        report = json.loads((rules / rule / "joint_evaluation.json").read_text())
+        assert report["reuse"] == rule and {f["filter"] for f in report["filters"]} == {"Keyframe", "Random"}
+    assert (rules / "reuse.png").stat().st_size > 0 and "Keyframe under each rule" in result.output
     for args, message in ((["--reuse", "hold", "--data", str(tmp_path)], "--tune-video and --reuse need --video"),
+                          (["--filter", "Keyframe", "--data", str(tmp_path)], "Keyframe needs --video"),
                           (["--video", str(video), "--data", str(tmp_path)], "either --data"),
                           ([], "either --data")):
         bad = runner.invoke(main, ["joint", "evaluate", *args, *models, "--out", str(out)])
