@@ -180,3 +180,18 @@ def test_write_agreement_is_atomic_json_in_the_store(tmp_path):
     data = json.loads(path.read_text())
     assert data["agreement"] == 1.0 and data["model"] == "little v3" and data["last_frame"] == 7
     assert data["written"] and [p.name for p in path.parent.iterdir()] == [AGREEMENT_FILE]  # no temp left
+
+
+def test_good_hard_frames_alone_do_not_clear_an_alarm_until_a_fresh_audit_window_agrees():
+    cfg = AgreementConfig(window=2, min_frames=2, threshold=0.5, hard_window=2, hard_min_frames=2, hard_threshold=0.3)
+    m = AgreementMonitor(CLASSES, cfg)
+    m.add(0, drop(scene(0), [0]), scene(0))
+    m.add(50, drop(scene(1), [0]), scene(1))
+    assert m.alarm and m.alarm_stream == "audit"
+    for i in range(51, 60):  # the hard frames agree again, but no audit has been seen since the alarm
+        m.add(i, scene(i), scene(i), kind="hard")
+    assert m.alarm
+    m.add(100, scene(100), scene(100))  # one good audit: the audit window still holds one from before
+    assert m.alarm
+    m.add(150, scene(150), scene(150))
+    assert not m.alarm and m.alarms == 1

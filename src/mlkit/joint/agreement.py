@@ -4,7 +4,7 @@ The cloud's answer is taken as the labels (its boxes scoring at least ``label_sc
 scored against them with COCO mAP@0.5 (``mlkit.evaluation.coco_map``), per class and overall, over a rolling
 window of frames. When the edge model no longer fits the site (a new camera, a new site) the agreement falls
 and ``AgreementMonitor`` raises an alarm; the incremental-learning controller can start a round on it
-(``condition: {metric: agreement, operator: "<", threshold: 0.6}``) through ``write_agreement``.
+(``condition: {metric: agreement, operator: "<", threshold: 0.45}``) through ``write_agreement``.
 
 Two kinds of frames have both answers, and they are kept apart:
 
@@ -13,8 +13,9 @@ Two kinds of frames have both answers, and they are kept apart:
   train trigger.
 - ``hard``: frames the hard-example filter uploaded. They are chosen *because* the edge is unsure, so their
   agreement is lower than the stream's even when nothing changed; they have their own window and a lower
-  threshold. They come far more often than audits, so after a site change they usually raise the alarm
-  first.
+  threshold (``agreement_hard``). They come far more often than audits, so when the filter uploads the new
+  site's frames they raise the alarm first; an edge that is confidently wrong uploads nothing, and only the
+  audits see it.
 
 A stream may raise the alarm once it holds ``min_frames`` frames. The alarm is raised after ``patience``
 consecutive evaluations below the stream's threshold. It is cleared only on evidence gathered after it was raised:
@@ -22,8 +23,9 @@ a whole window of new audited frames (and, when enough came, new hard frames), e
 threshold (hysteresis), so it does not flap while the new site's scenes vary. ``reset()`` empties the windows and
 clears the alarm: call it when a new edge model is deployed.
 
-pycocotools scores the window; it is imported when the first frame is added. Each frame's labels are built once
-when it is added; each ``add`` then costs one pycocotools evaluation of its stream's window.
+pycocotools scores the window (mAP@0.5 only); its presence is checked when the first frame is added, since the edge
+install does not bring it. Each frame's labels are built once when it is added; each ``add`` then costs one
+pycocotools evaluation of its stream's window: run it off the edge loop.
 """
 
 from __future__ import annotations

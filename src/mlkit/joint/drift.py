@@ -22,8 +22,8 @@ from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 from mlkit.joint.agreement import AgreementConfig, AgreementMonitor, AuditSampler
 
-# The filter the monitor's hard-frame threshold was tuned with (benchmarks/drift.py): it uploads about a tenth of
-# the frames of a site the edge model knows; the hard frames' agreement depends on the filter and its threshold.
+# The filter AgreementConfig's hard-frame threshold was tuned with (benchmarks/drift.py, on site-A tuning clips): the
+# hard frames' agreement depends on the filter and its threshold.
 DEFAULT_HEM = {"method": "Uncertainty", "param": {"threshold_uncertainty": 15.0}}
 SCORE_THRESHOLD = 0.05  # the worker's default edge score threshold (WorkerConfig), also used for the cloud here
 
