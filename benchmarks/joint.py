@@ -138,13 +138,13 @@ def waiting(args, edge, fs, servers, model_hw, timeout_s: float, delay_ms: float
     med = statistics.median
     edge_only = build_filter({"method": "EdgeOnly"})
     print(f"\n{'filter':<34}{'slow / fast cloud, edge frame rate':>36}{'CPU per upload, slow / fast':>30}"
-          f"{'uploads':>9}{'round trip p50 slow / fast':>30}")
+          f"{'per frame':>11}{'uploads':>9}{'round trip p50 slow / fast':>30}")
     for method in (m.strip() for m in args.filters.split(",") if m.strip()):
         spec, how = tuned_spec(method, args.tuned)
         if method == "Keyframe" and args.keyframe_ratio is not None:
             spec, how = {"method": method, "param": {"keyframe_ratio": args.keyframe_ratio}}, \
                 f"keyframe_ratio={args.keyframe_ratio:g}"
-        ratios, cpu = [], {"slow": [], "fast": []}
+        ratios, cpu, per_frame = [], {"slow": [], "fast": []}, []
         last = {}
         with CloudClient(config(servers[0].url)) as slow, CloudClient(config(servers[1].url)) as fast:
             clouds = {"slow": slow, "fast": fast}
@@ -159,6 +159,7 @@ def waiting(args, edge, fs, servers, model_hw, timeout_s: float, delay_ms: float
                     sent = stats["hard_frames"] - stats["fallback_reasons"].get("busy", 0)
                     if sent:
                         cpu[name].append((stats["cpu_ms"] - alone_stats["cpu_ms"]) / sent)
+                    per_frame.append((stats["cpu_ms"] - alone_stats["cpu_ms"]) / len(fs))
                 ratios.append(loops["fast"] / loops["slow"])  # frame rate slow / fast
         if last["slow"]["hard_frames"] != last["fast"]["hard_frames"]:
             print(f"  (the two runs uploaded {last['slow']['hard_frames']} and {last['fast']['hard_frames']} frames: "
@@ -166,7 +167,10 @@ def waiting(args, edge, fs, servers, model_hw, timeout_s: float, delay_ms: float
         span = f"{med(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
         cpus = f"{med(cpu['slow']):.2f} / {med(cpu['fast']):.2f} ms" if cpu["slow"] and cpu["fast"] else "-"
         trips = f"{last['slow']['cloud_ms']['p50']} / {last['fast']['cloud_ms']['p50']} ms"
-        print(f"{method + ' [' + how + ']':<34}{span:>36}{cpus:>30}{last['slow']['upload_ratio']:>9.2f}{trips:>30}")
+        frame_cpu = f"{med(per_frame):.2f} ms"
+        print(f"{method + ' [' + how + ']':<34}{span:>36}{cpus:>30}{frame_cpu:>11}{last['slow']['upload_ratio']:>9.2f}"
+              f"{trips:>30}")
+    print("(CPU: the joint run's, every thread, minus an edge-only run's of the same frames; per upload and per frame)")
     print(f"({args.rounds} pairs, order alternating; cloud delay {delay_ms:.0f} ms = {args.slowdown:g}x the edge's "
           f"frame; reuse: {args.reuse}; target: median >= 0.97)")
 
