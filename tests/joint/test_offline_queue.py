@@ -159,11 +159,14 @@ def test_cloud_down_mid_stream_then_back_every_queued_frame_gets_one_late_answer
     finally:
         cloud.close()
         writer.close()
-    assert [r.fallback for r in results] == [None] * 4 + ["connection"] * 5 + [None] * 3
+    failed = [r.index for r in results if r.fallback is not None]
+    # frame 8 is sent just as the 1 s timer starts: only a machine stalled for that second would let it through
+    assert failed in ([4, 5, 6, 7, 8], [4, 5, 6, 7]), [(r.index, r.fallback) for r in results]
+    assert all(r.fallback in (None, "connection") for r in results)
     records = lines(out / "results.jsonl")
     assert [r["frame"] for r in records if r["source"] != "cloud-late"] == list(range(12))
     corrections = late(records)
-    assert sorted(r["frame"] for r in corrections) == [4, 5, 6, 7, 8]  # exactly one each
+    assert sorted(r["frame"] for r in corrections) == failed  # exactly one each
     for r in corrections:
         assert r["earlier_run"] is False and r["queued_reason"] == "connection" and r["final"] == r["cloud"]
         assert r["cloud"] and all(set(d) == {"label", "class_id", "score", "box"} for d in r["cloud"])
@@ -176,13 +179,13 @@ def test_cloud_down_mid_stream_then_back_every_queued_frame_gets_one_late_answer
     # the hard-example store: the frames' own clean copies now carry the cloud's labels
     sidecars = {p.name: json.loads(p.read_text()) for p in (out / "hard_examples").glob("*.json")}
     assert len(sidecars) == 12
-    for i in range(4, 9):
+    for i in failed:
         s = sidecars[f"frame_{i:06d}.json"]
         assert s["cloud_late"] is True and s["cloud"] == next(r for r in corrections if r["frame"] == i)["cloud"]
     stats = worker.stats.snapshot()
     assert (stats["queued"], stats["replayed"], stats["expired"], stats["dropped"], stats["queue_backlog"]) == \
-        (5, 5, 0, 0, 0)
-    assert "queue: queued 5 replayed 5" in worker.stats.line()
+        (len(failed), len(failed), 0, 0, 0)
+    assert f"queue: queued {len(failed)} replayed {len(failed)}" in worker.stats.line()
     assert queued_entries(queue) == [] and not [p for p in queue.iterdir() if p.name != ".lock"]
 
 
