@@ -106,3 +106,58 @@ def postprocess(reg: np.ndarray, scores: np.ndarray, centers: np.ndarray, stride
         np.clip(det.boxes[:, 0::2], 0, lb.width, out=det.boxes[:, 0::2])
         np.clip(det.boxes[:, 1::2], 0, lb.height, out=det.boxes[:, 1::2])
     return det
+
+
+# --- imported detectors (``mlkit models import``): other resize rules and output formats ---------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Stretch:
+    """How an image was resized to the model input without keeping its aspect (TF OD API, Model Maker)."""
+
+    scale_x: float
+    scale_y: float
+    width: int  # original image size
+    height: int
+
+
+def stretch(image: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, Stretch]:
+    """Resize to exactly ``out_w x out_h`` (bilinear), as TF Object Detection API models were trained."""
+    import cv2
+
+    h, w = image.shape[:2]
+    out = image if (w, h) == (out_w, out_h) else cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(out), Stretch(out_w / w, out_h / h, w, h)
+
+
+def to_image(det: Detections, fit: Letterbox | Stretch) -> Detections:
+    """Boxes in model-input pixels -> original-image pixels, clipped to the image (in place)."""
+    if len(det):
+        sx, sy = (fit.scale, fit.scale) if isinstance(fit, Letterbox) else (fit.scale_x, fit.scale_y)
+        det.boxes[:, 0::2] /= sx
+        det.boxes[:, 1::2] /= sy
+        np.clip(det.boxes[:, 0::2], 0, fit.width, out=det.boxes[:, 0::2])
+        np.clip(det.boxes[:, 1::2], 0, fit.height, out=det.boxes[:, 1::2])
+    return det
+
+
+def postprocess_yolo(boxes: np.ndarray, scores: np.ndarray, fit: Letterbox | Stretch, score_threshold: float = 0.3,
+                     iou_threshold: float = 0.5, max_detections: int = 100) -> Detections:
+    """One image of a YOLO head: ``boxes`` [N, 4] cx, cy, w, h in input pixels, ``scores`` [N, C] -> detections."""
+    xyxy = np.concatenate([boxes[:, :2] - boxes[:, 2:4] / 2, boxes[:, :2] + boxes[:, 2:4] / 2], axis=1)
+    return to_image(nms(xyxy.astype(np.float32), scores, score_threshold, iou_threshold, max_detections), fit)
+
+
+def postprocess_ssd(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, input_w: int, input_h: int,
+                    fit: Letterbox | Stretch, score_threshold: float = 0.3) -> Detections:
+    """One image of ``TFLite_Detection_PostProcess``: ``boxes`` [K, 4] ymin, xmin, ymax, xmax normalised to the
+    input, ``classes`` and ``scores`` [K] (already suppressed by the model; only the first num_detections kept)."""
+    keep = scores >= score_threshold
+    if not keep.any():
+        return Detections()
+    b = boxes[keep]
+    xyxy = np.stack([b[:, 1] * input_w, b[:, 0] * input_h, b[:, 3] * input_w, b[:, 2] * input_h], axis=1)
+    order = np.argsort(-scores[keep], kind="stable")
+    det = Detections(xyxy[order].astype(np.float32), scores[keep][order].astype(np.float32),
+                     np.round(classes[keep][order]).astype(np.int64))
+    return to_image(det, fit)
