@@ -151,13 +151,14 @@ def build_pipeline(base_image: str | None = None, aws_secret: str | None = None,
                               "the gate, then serve them (locally or as a KServe InferenceService).")
     def object_detection(dataset_uri: str = "", profile: str = "test", map_threshold: float = 0.0,
                          tflite_variant: str = "int8", serve_mode: str = "local",
-                         serve_name: str = "object-detection", init_from: str = "") -> Outputs:
+                         serve_name: str = "object-detection", init_from: str = "",
+                         backbone_weights: str = "none") -> Outputs:
         source = dataset_source(dataset_uri=dataset_uri, profile=profile).set_display_name("dataset-source")
         data = source.output
         train, conv, ev = {}, {}, {}
         for name in MODELS:
-            train[name] = cluster(train_op(dataset=data, profile=profile, model_name=name, init_from=init_from)
-                                  .set_display_name(f"train-{name}"))
+            train[name] = cluster(train_op(dataset=data, profile=profile, model_name=name, init_from=init_from,
+                                           backbone_weights=backbone_weights).set_display_name(f"train-{name}"))
             conv[name] = cluster(convert_op(model=train[name].outputs["model"], dataset=data, profile=profile)
                                  .set_display_name(f"convert-{name}"), secret=True)
             ev[name] = cluster(evaluate_op(model=conv[name].outputs["tflite"], dataset=data,
@@ -188,11 +189,13 @@ object_detection = build_pipeline()
 # --------------------------------------------------------------------------- runs
 def run_arguments(dataset_uri: str = "", profile: str = "test", map_threshold: float | None = None,
                   tflite_variant: str = "int8", serve_mode: str = "local",
-                  serve_name: str = "object-detection", init_from: str = "") -> dict:
+                  serve_name: str = "object-detection", init_from: str = "", backbone_weights: str = "none") -> dict:
     """Checked pipeline arguments; ``map_threshold`` defaults to the profile's ``map_gate``.
 
     ``init_from``: "" trains from random weights, "bundled" fine-tunes the committed models that ship with mlkit
     (in the image too), another value is a folder holding ``little/`` and ``big/`` (a path the tasks can read).
+    ``backbone_weights``: where a detector trained without ``init_from`` starts its backbone: "none", "imagenet" or a
+    weights file the tasks can read (``mlkit.models.backbone``).
 
     Raises ``MlkitError`` for an unknown profile, TFLite variant or serve mode, a serve name that is not
     a DNS-1035 label (an InferenceService name), or committed models that the profile's detectors cannot start
@@ -212,14 +215,16 @@ def run_arguments(dataset_uri: str = "", profile: str = "test", map_threshold: f
         raise MlkitError(f"serve_name {serve_name!r} must be a DNS-1035 label (lower-case letters, digits, '-')")
     if init_from == "bundled":
         check_bundled_start(profile)
+    from mlkit.models.backbone import check_backbone_weights
+
     return {"dataset_uri": dataset_uri, "profile": profile, "map_threshold": gate,
             "tflite_variant": tflite_variant, "serve_mode": serve_mode, "serve_name": serve_name,
-            "init_from": init_from}
+            "init_from": init_from, "backbone_weights": check_backbone_weights(backbone_weights)}
 
 
 def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "test",
               map_threshold: float | None = None, tflite_variant: str = "int8",
-              serve_name: str = "object-detection", init_from: str = "") -> dict:
+              serve_name: str = "object-detection", init_from: str = "", backbone_weights: str = "none") -> dict:
     """Run the pipeline with kfp.local (one subprocess per task, this Python) and summarize its outputs.
 
     When the gate passes, the serve step leaves a detached local server named ``serve_name`` running (its
@@ -231,7 +236,7 @@ def run_local(pipeline_root: str | Path, dataset_uri: str = "", profile: str = "
     fails (kfp.local has printed its log).
     """
     arguments = run_arguments(check_dataset_uri(dataset_uri, on_this_machine=True), profile, map_threshold,
-                              tflite_variant, "local", serve_name, init_from)
+                              tflite_variant, "local", serve_name, init_from, backbone_weights)
     task = run_with_kfp_local(object_detection, pipeline_root, arguments)
     return summarize(task.outputs, arguments["map_threshold"], tflite_variant)
 

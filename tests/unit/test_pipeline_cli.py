@@ -65,7 +65,7 @@ def test_compile_writes_every_pipeline(tmp_path):
     assert spec["pipelineInfo"]["name"] == "object-detection"
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"dataset_uri", "profile", "map_threshold",
                                                                     "tflite_variant", "serve_mode", "serve_name",
-                                                                    "init_from"}
+                                                                    "init_from", "backbone_weights"}
     executors = spec["deploymentSpec"]["executors"]
     containers = {k: v["container"] for k, v in executors.items() if "container" in v}
     assert set(containers) == ALL_EXECUTORS
@@ -158,7 +158,8 @@ def test_submit_sends_a_compiled_package_with_cluster_settings(fake_client):
     # map_threshold defaults to the demo profile's gate; a submitted run deploys an InferenceService
     assert call["arguments"] == {"dataset_uri": "s3://bucket/helmets", "profile": "demo",
                                  "map_threshold": 0.5, "tflite_variant": "int8", "serve_mode": "cluster",
-                                 "serve_name": "object-detection", "init_from": ""}
+                                 "serve_name": "object-detection", "init_from": "",
+                                 "backbone_weights": "none"}
     spec, platform = call["package"]
     assert spec["pipelineInfo"]["name"] == "object-detection"
     assert set(spec["root"]["inputDefinitions"]["parameters"]) == set(call["arguments"])

@@ -135,9 +135,13 @@ def data_video(out_path, frames, fps, site, seed, workers) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the profile's epochs.")
 @click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Start from this trained model folder (incremental learning).")
+@click.option("--backbone-weights", default="none", show_default=True,
+              help="Where the MobileNetV2 backbone starts: none (random), imagenet (Keras's weights for the model's "
+                   "width, downloaded to ~/.keras/models the first time) or the path of a weights file. Ignored "
+                   "with --init-from.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an interrupted run left a checkpoint.")
 @friendly
-def train_cmd(data_root, which, out_dir, profile, epochs, init_from, no_resume) -> None:
+def train_cmd(data_root, which, out_dir, profile, epochs, init_from, backbone_weights, no_resume) -> None:
     """Train a little (edge) or big (cloud) detector and evaluate it on the test split."""
     import dataclasses
 
@@ -149,6 +153,11 @@ def train_cmd(data_root, which, out_dir, profile, epochs, init_from, no_resume) 
     tc = p.little_train if which == "little" else p.big_train
     if epochs:
         tc = dataclasses.replace(tc, epochs=epochs)
+    tc = dataclasses.replace(tc, backbone_weights=backbone_weights)
+    if init_from is None:  # fail before the data is read, in one line
+        from mlkit.models.backbone import resolve_backbone_weights
+
+        resolve_backbone_weights(tc.backbone_weights, cfg.alpha)
     out = train_and_evaluate(cfg, tc, data_root, out_dir, init_from=init_from, resume=not no_resume)
     if out["result"] is not None:
         click.echo(out["result"].table())

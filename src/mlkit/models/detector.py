@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+from mlkit.models.backbone import load_backbone_weights, resolve_backbone_weights
 from mlkit.models.config import DetectorConfig
 
 BACKBONE_TAPS = ("block_6_expand_relu", "block_13_expand_relu", "block_16_project_BN")
@@ -29,8 +30,11 @@ def _sep_conv(x, channels: int, name: str):
     return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
-def build_detector(cfg: DetectorConfig, seed: int | None = None):
-    """The training model: image [B,H,W,3] float 0..255 -> raw head [B, HW, 5 + C]."""
+def build_detector(cfg: DetectorConfig, seed: int | None = None, backbone_weights: str = "none"):
+    """The training model: image [B,H,W,3] float 0..255 -> raw head [B, HW, 5 + C].
+
+    ``backbone_weights``: where the MobileNetV2 backbone starts (``mlkit.models.backbone``: none, imagenet or a
+    weights file)."""
     import keras
     from keras import layers
 
@@ -42,6 +46,9 @@ def build_detector(cfg: DetectorConfig, seed: int | None = None):
     backbone = keras.applications.MobileNetV2(
         input_shape=(h, w, 3), alpha=cfg.alpha, include_top=False, weights=None
     )
+    weights = resolve_backbone_weights(backbone_weights, cfg.alpha)
+    if weights is not None:
+        load_backbone_weights(backbone, weights, cfg.alpha)
     # Keras ships MobileNetV2 with BN momentum 0.999, tuned for long ImageNet runs; from scratch in a
     # few thousand steps the moving statistics would lag far behind the weights.
     for layer in backbone.layers:

@@ -39,9 +39,13 @@ class TrainConfig:
     seed: int = 0
     flip: bool = True
     color_jitter: float = 0.15
+    backbone_weights: str = "none"  # none, imagenet or a weights file (mlkit.models.backbone); unused with init_from
 
     def __post_init__(self) -> None:
+        from mlkit.models.backbone import check_backbone_weights
+
         check_optimizer_settings(self.epochs, self.batch_size, self.learning_rate)
+        object.__setattr__(self, "backbone_weights", check_backbone_weights(self.backbone_weights))
 
 
 def check_optimizer_settings(epochs: int, batch_size: int, learning_rate: float) -> None:
@@ -194,7 +198,7 @@ def train_detector(
         raise MlkitError(f"dataset classes {list(train.class_names)} differ from the model's {list(cfg.class_names)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(tc.seed)
-    model = build_detector(cfg, seed=tc.seed)
+    model = build_detector(cfg, seed=tc.seed, backbone_weights="none" if init_from is not None else tc.backbone_weights)
     if init_from is not None:
         prev, prev_cfg = load_detector(init_from)
         if (prev_cfg.alpha, prev_cfg.neck_channels, prev_cfg.head_convs, prev_cfg.class_names) != (
@@ -251,6 +255,7 @@ def train_detector(
         "epochs_run": len(history.get("loss", [])),
         "resumed_from_epoch": resumed_from,
         "init_from": str(init_from) if init_from else None,
+        "backbone_weights": None if init_from else tc.backbone_weights,
         "train_seconds": round(seconds, 1),
         "images_per_second": round(len(train) * len(history.get("loss", [])) / max(seconds, 1e-9), 2),
         "params": int(model.count_params()),
