@@ -7,7 +7,11 @@
 - ``mlkit.joint.settings``: ``EdgeSettings``, ``CloudSettings`` (typed; the YAML's parameters validate into them)
 - ``mlkit.joint.spec``: the JointInferenceService YAML
 - ``mlkit.joint.service``: ``run`` (also ``mlkit.joint.run``): a joint run from Python, ``run_service`` from a spec
+- ``mlkit.joint.reuse`` and ``mlkit.joint.track``: cloud answers reused on the video frames around an upload
+- ``mlkit.joint.spool``: the offline queue (hard frames kept on disk while the cloud is away, replayed later)
+- ``mlkit.joint.audits`` and ``mlkit.joint.agreement``: audited easy frames, edge/cloud agreement and its alarm
 - ``mlkit.joint.evaluate``: mAP of edge-only, cloud-only and joint, threshold sweeps per filter
+- ``mlkit.joint.drift``: the agreement alarm replayed offline on clips that switch site
 
 Nothing here imports TensorFlow, KFP or KServe: it runs on an edge box with ``pip install "mlkit[edge]"``.
 """

@@ -65,6 +65,7 @@ class JointRecord:
     fallback: str | None
     edge_ms: float | None
     cloud_ms: float | None
+    late: bool = False  # the cloud answered after the frame's result, from the offline queue (mlkit.joint.spool)
 
     @property
     def final(self) -> Detections:
@@ -72,17 +73,28 @@ class JointRecord:
 
 
 def load_joint_records(path: str | Path) -> list[JointRecord]:
+    """One record per frame. A late answer (``"source": "cloud-late"``, from the offline queue) completes its frame's
+    record; one from an earlier run (``"earlier_run": true``) names a frame of another file and is left out."""
     path = Path(path)
-    out = []
+    out: list[JointRecord] = []
+    late: dict[int, dict] = {}
     for n, rec in enumerate(read_jsonl(path)):
         missing = {"is_hard", "hem_score", "edge"} - set(rec)
         if missing:
             raise MlkitError(f"{path}: record {n} lacks {sorted(missing)}: is this a joint-inference results.jsonl?")
+        if rec.get("source") == "cloud-late":
+            if not rec.get("earlier_run"):
+                late[_frame_index(rec, path, n)] = rec
+            continue
         cloud = rec.get("cloud")
         out.append(JointRecord(_frame_index(rec, path, n), float(rec.get("timestamp") or 0.0), bool(rec["is_hard"]),
                                float(rec["hem_score"]), Detections.from_list(rec["edge"]),
                                None if cloud is None else Detections.from_list(cloud), rec.get("fallback"),
                                rec.get("edge_ms"), rec.get("cloud_ms")))
+    if late:
+        out = [dataclasses.replace(r, cloud=Detections.from_list(late[r.frame]["cloud"]),
+                                   cloud_ms=late[r.frame].get("cloud_ms"), late=True) if r.frame in late else r
+               for r in out]
     return out
 
 
