@@ -163,3 +163,16 @@ def test_metadata_format_that_the_model_is_not(repo, tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps({**meta, "output_format": "retina"}))
     with pytest.raises(MlkitError, match=r"output_format must be one of \['mlkit'"):
         open_detector(tmp_path)
+
+
+def test_stretch_tf1_resizes_as_tf1_resize_bilinear():
+    """TF1 frozen graphs resize inside the graph without half-pixel centres; imported, they get the same pixels."""
+    tf = pytest.importorskip("tensorflow")
+    from mlkit.models.postprocess import stretch, stretch_tf1
+
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    want = tf.compat.v1.image.resize_bilinear(image[None].astype(np.float32), [30, 30]).numpy()[0]
+    got, fit = stretch_tf1(image, 30, 30)
+    assert (fit.scale_x, fit.scale_y) == (30 / 64, 30 / 48)
+    assert np.abs(got.astype(np.float32) - want).max() <= 1.0
+    assert np.abs(stretch(image, 30, 30)[0].astype(np.float32) - want).max() > 10  # OpenCV's centres differ

@@ -25,8 +25,9 @@ def models() -> None:
 @click.option("--format", "fmt", type=click.Choice(["auto", "ssd-postprocess", "yolo"]), default="auto",
               show_default=True, help="The output format; auto recognises it from the model's outputs.")
 @click.option("--name", default=None, help="The model name in metadata.json.  [default: NAME from --out]")
-@click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default=None,
-              help="How images are fitted to the input.  [default: stretch for ssd-postprocess, letterbox for yolo]")
+@click.option("--resize", type=click.Choice(["letterbox", "stretch", "stretch-tf1"]), default=None,
+              help="How images are fitted to the input (stretch-tf1: TF1's bilinear sampling).  [default: stretch "
+                   "for ssd-postprocess, stretch-tf1 for a frozen graph, letterbox for yolo]")
 @click.option("--input-mean", type=float, default=None,
               help="A float input gets (pixel - mean) / std.  [default: by format, see docs/models.md]")
 @click.option("--input-std", type=float, default=None,

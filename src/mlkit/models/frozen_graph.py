@@ -30,6 +30,7 @@ class Converted:
     num_classes: int  # without background
     input_mean: float  # the graph's own normalisation: (pixel - mean) / std
     input_std: float
+    resize: str = "stretch-tf1"  # the graph resizes with TF1's resize_bilinear
 
 
 def _consts(graph_def) -> dict[str, np.ndarray]:

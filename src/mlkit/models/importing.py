@@ -146,6 +146,7 @@ def import_model(source: str | Path, out: str | Path, *, labels: str | None = No
             model.write_bytes(converted.tflite)
             input_mean = converted.input_mean if input_mean is None else input_mean
             input_std = converted.input_std if input_std is None else input_std
+            resize = resize or converted.resize
         else:
             shutil.copyfile(source, model)
         meta = _write_entry(model, source, out, labels=labels, fmt=fmt, name=name, resize=resize,

@@ -130,6 +130,20 @@ def stretch(image: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, Stre
     return np.ascontiguousarray(out), Stretch(out_w / w, out_h / h, w, h)
 
 
+def stretch_tf1(image: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, Stretch]:
+    """Resize as TF1's ``tf.image.resize_bilinear`` (no half-pixel centres: output pixel x samples input x * w / out_w),
+    which TF1 Object Detection API frozen graphs apply inside the graph."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if (w, h) == (out_w, out_h):
+        return np.ascontiguousarray(image), Stretch(1.0, 1.0, w, h)
+    m = np.array([[w / out_w, 0, 0], [0, h / out_h, 0]], np.float64)
+    out = cv2.warpAffine(image, m, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return out, Stretch(out_w / w, out_h / h, w, h)
+
+
 def to_image(det: Detections, fit: Letterbox | Stretch) -> Detections:
     """Boxes in model-input pixels -> original-image pixels, clipped to the image (in place)."""
     if len(det):

@@ -24,6 +24,7 @@ from mlkit.models.postprocess import (
     postprocess_ssd,
     postprocess_yolo,
     stretch,
+    stretch_tf1,
 )
 from mlkit.models.quantize import from_output, to_input
 
@@ -31,7 +32,7 @@ METADATA = "metadata.json"
 # How a model's outputs are decoded: mlkit's own grid head ("reg", "scores"), the TF Object Detection API /
 # Model Maker TFLite_Detection_PostProcess op, or one raw YOLO tensor ([1, 4+C, N] v8, [1, N, 5+C] v5).
 OUTPUT_FORMATS = ("mlkit", "ssd-postprocess", "yolov8", "yolov5")
-RESIZES = ("letterbox", "stretch")
+RESIZES = ("letterbox", "stretch", "stretch-tf1")
 BOX_UNITS = ("pixels", "normalized")
 
 
@@ -49,7 +50,9 @@ class DetectorMeta:
     score_threshold: float = 0.3
     iou_threshold: float = 0.5
     output_format: str = "mlkit"
-    resize: str = "letterbox"  # letterbox: aspect kept, padded right/bottom; stretch: resized to the input exactly
+    # letterbox: aspect kept, padded right/bottom; stretch: resized to the input exactly (OpenCV bilinear);
+    # stretch-tf1: the same with TF1's resize_bilinear sampling (TF1 Object Detection API frozen graphs)
+    resize: str = "letterbox"
     # A float input gets (pixel - input_mean) / input_std; an integer input of an imported model gets the pixels.
     input_mean: float = 0.0
     input_std: float = 1.0
@@ -122,7 +125,7 @@ class _Base:
     def prepare(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox | Stretch]]:
         """The images resized (letterboxed, or stretched) into one uint8 batch at the model's input size, and how."""
         m = self.meta
-        fit = stretch if m.resize == "stretch" else letterbox
+        fit = {"stretch": stretch, "stretch-tf1": stretch_tf1}.get(m.resize, letterbox)
         batch = np.empty((len(images), m.input_height, m.input_width, 3), np.uint8)
         lbs = []
         for i, img in enumerate(images):
