@@ -21,6 +21,7 @@ from mlkit.evaluation import (
     measure_throughput,
     precision_recall,
 )
+from mlkit.evaluation.coco_map import coco_map_of, evaluate_image
 
 CLASSES = ("person", "helmet")
 
@@ -218,3 +219,30 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("iou_thresholds", [None, (0.5,)])
+def test_pooled_image_evaluations_equal_coco_map(tmp_path, iou_thresholds):
+    ds = _ds(tmp_path, [
+        ([[10, 10, 60, 60], [50, 20, 90, 80]], [0, 1]),
+        ([[5, 5, 40, 45]], [1]),
+        (np.zeros((0, 4)), []),  # no GT: its detections are false positives
+        ([[20, 20, 50, 70]], [0]),  # no detection: a miss
+    ])
+    preds = [_det([[12, 10, 60, 62], [52, 25, 90, 80], [0, 0, 20, 20]], [0.9, 0.6, 0.7], [0, 1, 0]),
+             _det([[5, 5, 30, 45]], [0.8], [1]),
+             _det([[1, 1, 9, 9]], [0.95], [1]),
+             _det([], [], [])]
+    evals = [evaluate_image(Dataset([rec], CLASSES), p, iou_thresholds=iou_thresholds)
+             for rec, p in zip(ds, preds, strict=True)]
+    for idx in ([0, 1, 2, 3], [1, 3], [3], [2], [2, 3]):
+        want = coco_map(Dataset([ds[i] for i in idx], CLASSES), [preds[i] for i in idx],
+                        iou_thresholds=iou_thresholds)
+        got = coco_map_of([evals[i] for i in idx])
+        assert got["ap50_per_class"] == want["ap50_per_class"]
+        for key in ("map50", "map"):
+            assert (math.isnan(got[key]) and math.isnan(want[key])) or got[key] == want[key]
+    with pytest.raises(MlkitError, match="same classes, max_dets and iou_thresholds"):
+        coco_map_of([evals[0], evaluate_image(Dataset([ds[0]], CLASSES), preds[0], iou_thresholds=(0.5, 0.75))])
+    with pytest.raises(MlkitError, match="a dataset of one image"):
+        evaluate_image(ds, preds[0])

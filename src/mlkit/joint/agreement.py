@@ -24,8 +24,8 @@ threshold (hysteresis), so it does not flap while the new site's scenes vary. ``
 clears the alarm: call it when a new edge model is deployed.
 
 pycocotools scores the window (mAP@0.5 only); its presence is checked when the first frame is added, since the edge
-install does not bring it. Each frame's labels are built once when it is added; each ``add`` then costs one
-pycocotools evaluation of its stream's window: run it off the edge loop.
+install does not bring it. Each frame is matched once, when it is added (``evaluate_image``); scoring the window then
+only pools the frames' matchings (``coco_map_of``, the same figures as ``coco_map`` over the window).
 """
 
 from __future__ import annotations
@@ -105,10 +105,7 @@ class AlarmEvent:
 @dataclasses.dataclass
 class _Frame:
     index: int
-    width: int
-    height: int
-    labels: Detections  # the cloud's boxes above label_score
-    edge: Detections
+    evaluation: object  # mlkit.evaluation.coco_map.ImageEvaluation: the edge's boxes matched to the cloud's
     added: str  # UTC time it was added: the controller uses only windows measured after its last round
 
 
@@ -185,10 +182,9 @@ class AgreementMonitor:
             if len(det) and (det.labels.min() < 0 or det.labels.max() >= len(self.class_names)):
                 raise MlkitError(f"frame {frame_index}: a {name} class id is outside 0..{len(self.class_names) - 1} "
                                  f"(classes {list(self.class_names)})")
-        labels = cloud.filter(self.config.label_score)
         stream = self._streams[kind]
         self.updated = _now()
-        stream.frames.append(_Frame(int(frame_index), *_size(labels, edge), labels, edge, self.updated))
+        stream.frames.append(_Frame(int(frame_index), self._evaluate(frame_index, edge, cloud), self.updated))
         stream.total += 1
         stream.fresh += 1
         stream.result = self._score(stream)
@@ -196,14 +192,19 @@ class AgreementMonitor:
         self._update_alarm(int(frame_index), kind)
         return self.alarm
 
-    def _score(self, stream: _Stream) -> dict:
+    def _evaluate(self, frame_index: int, edge: Detections, cloud: Detections):
+        """Match the frame once (pycocotools); each window then only pools the frames' matchings."""
         from mlkit.data.dataset import Dataset, ImageRecord
-        from mlkit.evaluation.coco_map import coco_map
+        from mlkit.evaluation.coco_map import evaluate_image
 
-        frames = list(stream.frames)
-        data = Dataset([ImageRecord(f"frame_{f.index}", f.width, f.height, f.labels.boxes, f.labels.labels)
-                        for f in frames], self.class_names, "cloud")
-        return coco_map(data, [f.edge for f in frames], iou_thresholds=(0.5,))
+        labels = cloud.filter(self.config.label_score)
+        record = ImageRecord(f"frame_{frame_index}", *_size(labels, edge), labels.boxes, labels.labels)
+        return evaluate_image(Dataset([record], self.class_names, "cloud"), edge, iou_thresholds=(0.5,))
+
+    def _score(self, stream: _Stream) -> dict:
+        from mlkit.evaluation.coco_map import coco_map_of
+
+        return coco_map_of([f.evaluation for f in stream.frames])
 
     def agreement(self, kind: str = "audit") -> float | None:
         """The stream's overall agreement over its window; None before any frame, or when the cloud saw nothing."""
