@@ -46,3 +46,11 @@ def test_an_unreadable_file_waits_and_read_store_skips_it(tmp_path):
     (tmp_path / AGREEMENT_FILE).write_text(json.dumps({"width": 4, "height": 4, "image": "x.jpg"}))
     (tmp_path / "x.jpg").write_bytes(b"\xff\xd8")
     assert read_store(tmp_path) == []  # the agreement record is not a hard example, whatever it holds
+
+
+def test_a_malformed_record_is_not_measured(tmp_path):
+    (tmp_path / AGREEMENT_FILE).write_text(json.dumps({"agreement": "high", "agreement_per_class": {"person": 1},
+                                                       "agreement_hard": 0.2, "agreement_hard_per_class": [],
+                                                       "audit_frames": "4"}))
+    metrics, note = read_agreement(tmp_path, CLASSES)
+    assert metrics == {} and "agreement: not measured yet" in note and "agreement_hard: not measured yet" in note

@@ -88,16 +88,17 @@ def read_agreement(store: str | Path, class_names: Sequence[str], after: str | N
     cutoff = _time(after) if after else None
     metrics, notes = {}, []
     for metric, stream in AGREEMENT_METRICS.items():
-        per, frames = data.get(f"{metric}_per_class"), data.get(f"{stream}_frames") or 0
+        per, frames = data.get(f"{metric}_per_class"), data.get(f"{stream}_frames")
+        need = data.get(f"{stream}_min_frames")
         since = _time(data.get(f"{stream}_since"))
-        if not isinstance(per, dict) or data.get(metric) is None:
+        if not isinstance(per, dict) or not isinstance(data.get(metric), int | float):
             notes.append(f"{metric}: not measured yet")
-        elif frames < (data.get(f"{stream}_min_frames") or 1):
+        elif not isinstance(frames, int) or frames < (need if isinstance(need, int) else 1):
             notes.append(f"{metric}: only {frames} {stream} frames so far")
         elif cutoff is not None and (since is None or since <= cutoff):
             notes.append(f"{metric}: its window began before the last round ended; waiting for a fresh one")
         else:
-            metrics[metric] = [per.get(c) for c in class_names]
+            metrics[metric] = [v if isinstance(v, int | float) else None for v in (per.get(c) for c in class_names)]
             notes.append(f"{metric} {data[metric]:.3f} over {frames} {stream} frames")
     written = data.get("written")
     return metrics, "; ".join(notes) + (f" (written {written})" if written else "")
