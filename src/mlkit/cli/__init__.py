@@ -1,5 +1,6 @@
 """mlkit's command line, one module per command group: ``app`` (``mlkit`` itself, and ``data``, ``train``, ``demo``),
-``serve``, ``stream``, ``pipeline``, ``joint``, ``graph``, ``incremental``; ``tools`` holds what they share.
+``serve``, ``stream``, ``pipeline``, ``joint``, ``graph``, ``incremental``, ``models``; ``tools`` holds what
+they share.
 
 Only the command line imports these modules; the library never does.
 """

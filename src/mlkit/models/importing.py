@@ -99,7 +99,7 @@ def read_labels(spec: str | None, num_classes: int | None, source: str) -> tuple
     return names
 
 
-def _box_units(model: Path, meta_kw: dict, info: ModelInfo) -> str:
+def _box_units(model: Path, meta_kw: dict) -> str:
     """YOLO box units, from the model's own answers: normalised exports keep every cx, cy, w, h near [0, 1]."""
     from mlkit.models.predict import DetectorMeta, TFLiteDetector
 
@@ -110,9 +110,7 @@ def _box_units(model: Path, meta_kw: dict, info: ModelInfo) -> str:
     layout = meta_kw["output_format"]
     biggest = 0.0
     for image in batch:
-        probe.interpreter.set_tensor(probe._in["index"], probe._input(image[None]))
-        probe.interpreter.invoke()
-        out = probe._get_index(info.outputs[0].index)[0]
+        out = probe.invoke_one(image)[0][0]
         pred = out if layout == "yolov5" else out.T
         biggest = max(biggest, float(np.abs(pred[:, :4]).max()))
     return "normalized" if biggest <= 2.0 else "pixels"
@@ -181,7 +179,7 @@ def _write_entry(model: Path, source: Path, out: Path, *, labels, fmt, name, res
     if ssd:
         kw["box_units"] = "normalized"
     elif box_units == "auto":
-        kw["box_units"] = _box_units(model, kw, info)
+        kw["box_units"] = _box_units(model, kw)
     else:
         kw["box_units"] = box_units
     meta = DetectorMeta(**kw)

@@ -289,12 +289,10 @@ class TFLiteDetector(_Base):
 
     def _raw_imported(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Exports run one image at a time (TFLite_Detection_PostProcess handles batch 1 only).
-        it, inp, m = self.interpreter, self._in, self.meta
+        m = self.meta
         firsts, seconds = [], []
         for image in batch:
-            it.set_tensor(inp["index"], self._input(image[None]))
-            it.invoke()
-            outs = [self._get_index(i) for i in self._outs]
+            outs = self.invoke_one(image)
             if m.output_format == "ssd-postprocess":
                 boxes, classes, scores, count = outs
                 k = boxes.shape[1]
@@ -311,8 +309,13 @@ class TFLiteDetector(_Base):
             seconds.append(scores)
         return np.stack(firsts), np.stack(seconds).astype(np.float32)
 
-    def _get_index(self, index: int) -> np.ndarray:
-        return from_output(self.interpreter.get_tensor(index), self._out_details[index])
+    def invoke_one(self, image: np.ndarray) -> list[np.ndarray]:
+        """An imported model's raw outputs (float) for one model-sized uint8 image: the YOLO tensor, or the
+        postprocess op's boxes, classes, scores and count."""
+        it = self.interpreter
+        it.set_tensor(self._in["index"], self._input(image[None]))
+        it.invoke()
+        return [from_output(it.get_tensor(i), self._out_details[i]) for i in self._outs]
 
     def _get(self, d: dict) -> np.ndarray:
         return from_output(self.interpreter.get_tensor(d["index"]), d)
