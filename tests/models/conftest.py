@@ -34,18 +34,23 @@ def _convert(fn, module, custom_ops: bool = False) -> bytes:
     return conv.convert()
 
 
-def build_ssd() -> bytes:
+def build_ssd(uint8: bool = False) -> bytes:
     """The TF Object Detection API's TFLite export in miniature: a graph ending in a function that
     ``experimental_implements`` TFLite_Detection_PostProcess, which the converter turns into the real custom op
-    (box encodings all zero, so each box is its anchor; a background column first, as SSD heads have)."""
+    (box encodings all zero, so each box is its anchor; a background column first, as SSD heads have).
+    ``uint8``: the model takes uint8 pixels and normalises them itself, as Model Maker's exports do."""
     import tensorflow as tf
 
     anchors = np.array([[0.25, 0.25, 0.5, 0.5], [0.25, 0.75, 0.5, 0.5], [0.75, 0.25, 0.5, 0.5],
                         [0.75, 0.75, 0.5, 0.5]], np.float32)  # ycenter, xcenter, h, w
 
     class Ssd(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([1, SIZE, SIZE, 3], tf.float32, name="input")])
+        @tf.function(input_signature=[tf.TensorSpec([1, SIZE, SIZE, 3], tf.uint8 if uint8 else tf.float32,
+                                                    name="input")])
         def detect(self, image):
+            if uint8:
+                image = (tf.cast(image, tf.float32) - 127.5) / 127.5
+
             @tf.function(experimental_implements=_SSD_SIGNATURE)
             def postprocess(box_encodings, class_predictions, anchors):  # replaced by the TFLite op
                 zero = tf.constant(0.0)
@@ -101,11 +106,12 @@ def build_two_outputs() -> bytes:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """{"ssd", "yolov8", "yolov5", "two_outputs"}: .tflite files (yolov8 boxes normalised, yolov5 in pixels)."""
+    """{"ssd", "ssd_uint8", "yolov8", "yolov5", "two_outputs"}: .tflite files (yolov8 boxes normalised, yolov5 in
+    pixels)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     pytest.importorskip("tensorflow")
     root = tmp_path_factory.mktemp("tiny-models")
-    blobs = {"ssd": build_ssd(), "yolov8": build_yolo("yolov8", normalized=True),
+    blobs = {"ssd": build_ssd(), "ssd_uint8": build_ssd(uint8=True), "yolov8": build_yolo("yolov8", normalized=True),
              "yolov5": build_yolo("yolov5", normalized=False), "two_outputs": build_two_outputs()}
     paths = {}
     for name, blob in blobs.items():

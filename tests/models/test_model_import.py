@@ -17,7 +17,8 @@ from mlkit.models.predict import DetectorMeta, TFLiteDetector, open_detector
 # the YOLOs letterbox a 64x64 image onto their 4x4 grid.
 SSD_IMAGE = dict(width=64, height=48, red=(0, 0, 32, 24), green=(32, 24, 64, 48))
 YOLO_IMAGE = dict(width=64, height=64, red=(16, 0, 32, 16), green=(48, 32, 64, 48))
-CASES = {"ssd": ("ssd-postprocess", "a,b,c", SSD_IMAGE), "yolov8": ("yolov8", "a,b", YOLO_IMAGE),
+CASES = {"ssd": ("ssd-postprocess", "a,b,c", SSD_IMAGE), "ssd_uint8": ("ssd-postprocess", "a,b,c", SSD_IMAGE),
+         "yolov8": ("yolov8", "a,b", YOLO_IMAGE),
          "yolov5": ("yolov5", "a,b", YOLO_IMAGE)}
 
 
@@ -39,9 +40,11 @@ def test_import_records_the_format_and_predicts_the_known_boxes(repo, name, scen
     fmt, labels, image = CASES[name]
     meta = json.loads((repo / name / "1" / "metadata.json").read_text())
     assert meta["output_format"] == fmt and meta["class_names"] == labels.split(",")
+    ssd = name.startswith("ssd")
+    # a uint8 input gets the pixels whatever input_mean and input_std say (they apply to float inputs)
     assert (meta["input_mean"], meta["input_std"], meta["resize"]) == (
-        (127.5, 127.5, "stretch") if name == "ssd" else (0.0, 255.0, "letterbox"))
-    assert meta["box_units"] == {"ssd": "normalized", "yolov8": "normalized", "yolov5": "pixels"}[name]
+        (127.5, 127.5, "stretch") if ssd else (0.0, 255.0, "letterbox"))
+    assert meta["box_units"] == ("normalized" if ssd or name == "yolov8" else "pixels")
     det = open_detector(repo / name / "1").predict([scene(**image)])[0]
     boxes, labels_ = _expect(image)
     order = np.argsort(det.labels)
