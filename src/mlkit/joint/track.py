@@ -4,7 +4,7 @@
 ``reuse: track`` is causal: a frame's result uses only that frame and earlier ones.
 
 - Each answered upload replaces the tracked set with the cloud's boxes. A box that matches one of the previous set
-  (class and centre distance, ``mlkit.joint.reuse.match``, once both are at the same frame) gets the velocity between
+  (class and centre distance, ``mlkit.joint.matching.match``, once both are at the same frame) gets the velocity between
   the two answers; a new one starts still.
 - On every later frame each box moves by the optical flow inside it (OpenCV's pyramidal Lucas-Kanade at a grid of
   points, the median taken), from the previous frame to this one. Where the flow finds too few points, or no image
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlkit.detections import Detections
+from mlkit.joint.matching import match
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +95,6 @@ class CloudTracks:
         self._boxes = self._boxes + np.tile(move, 2)
 
     def _take(self, index: int, cloud: Detections) -> None:
-        from mlkit.joint.reuse import match
-
         velocity = np.zeros((len(cloud), 2), np.float32)
         if self._answer is not None and len(self._boxes):
             gap = index - self._answer_index
