@@ -40,12 +40,17 @@ def test_alarm_follows_the_switch_and_not_the_same_scene(hem):
     assert trace.to_dict()["delay"] == trace.delay
 
 
-def test_only_audits_at_two_percent_are_too_few_for_150_frames():
-    # Why hard frames feed the monitor too: 2 % of frames gives about three audits in 150 frames.
-    edge, cloud = _clip(600, switch=300)
-    trace = drift_trace(edge, cloud, CLASSES, hem={"method": "EdgeOnly"}, sampler=AuditSampler(0.02, seed=4),
-                        config=AgreementConfig(), switch=300)
-    assert sum(1 for f in trace.frame if 300 <= f < 450) <= 4
+def test_at_two_percent_a_wrong_audit_raises_the_share_until_the_change_is_confirmed():
+    # 2 % of frames is about three audits in 150: one audit the edge gets wrong raises the share for a while.
+    sampler = AuditSampler(0.02, seed=4)
+    trace = drift_trace(*_clip(600, switch=300), CLASSES, hem={"method": "EdgeOnly"}, sampler=sampler, switch=300)
+    after = sum(1 for f in trace.frame if 300 <= f < 450)
+    assert after > 150 * 0.02 + 2 and trace.false_alarms == [] and trace.delay is not None and trace.delay <= 150
+    same = drift_trace(*_clip(600, switch=None), CLASSES, hem={"method": "EdgeOnly"}, sampler=sampler)
+    assert same.alarms == [] and same.counts()["audit"] == sum(sampler.audit(i) for i in range(600))  # no boost
+    without = drift_trace(*_clip(600, switch=300), CLASSES, hem={"method": "EdgeOnly"}, sampler=sampler,
+                          config=AgreementConfig(boost_share=0.0), switch=300)
+    assert sum(1 for f in without.frame if 300 <= f < 450) < after
 
 
 def test_bad_inputs_are_refused():

@@ -56,9 +56,9 @@ _GOLDEN_2 = 0.41421356237309515  # sqrt(2) - 1: independent of the Keyframe filt
 class AgreementConfig:
     """The monitor's settings; each default is written here once."""
 
-    window: int = 4  # audited frames in the rolling window
+    window: int = 8  # audited frames in the rolling window
     threshold: float = 0.4  # alarm when the audited frames' agreement falls below this
-    min_frames: int = 3  # audited frames in the window before they may raise the alarm
+    min_frames: int = 4  # audited frames in the window before they may raise the alarm
     hard_window: int = 20  # uploaded hard frames in their own rolling window
     hard_threshold: float = 0.3  # hard frames are picked for disagreeing: a lower bar, tuned with the filter
     hard_min_frames: int = 10
@@ -66,9 +66,14 @@ class AgreementConfig:
     patience: int = 1  # consecutive evaluations below the threshold before the alarm is raised
     clear_margin: float = 0.1  # the alarm clears only above threshold + clear_margin (hysteresis)
     label_score: float = 0.3  # cloud boxes scoring at least this are the labels
+    # An audit the edge got wrong (its own agreement under suspect_below) raises the audit share to boost_share for
+    # the next boost_frames frames (AuditSchedule): a site change is confirmed in tens of frames, not hundreds.
+    suspect_below: float = 0.5
+    boost_share: float = 0.25
+    boost_frames: int = 80
 
     def __post_init__(self) -> None:
-        for name in ("window", "min_frames", "hard_window", "hard_min_frames", "patience"):
+        for name in ("window", "min_frames", "hard_window", "hard_min_frames", "patience", "boost_frames"):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 1:
                 raise MlkitError(f"agreement {name} must be an integer >= 1, got {v!r}")
@@ -77,7 +82,7 @@ class AgreementConfig:
         if self.hard_min_frames > self.hard_window:
             raise MlkitError(f"agreement hard_min_frames ({self.hard_min_frames}) must not exceed hard_window "
                              f"({self.hard_window})")
-        for name in ("threshold", "hard_threshold", "label_score"):
+        for name in ("threshold", "hard_threshold", "label_score", "suspect_below", "boost_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise MlkitError(f"agreement {name} must be in [0, 1], got {v}")
@@ -206,6 +211,13 @@ class AgreementMonitor:
 
         return coco_map_of([f.evaluation for f in stream.frames])
 
+    def last_frame_agreement(self, kind: str = "audit") -> float | None:
+        """The agreement on the stream's latest frame alone (None before any, or when the cloud saw nothing)."""
+        from mlkit.evaluation.coco_map import coco_map_of
+
+        frames = self._streams[kind].frames
+        return None if not frames else _rounded(coco_map_of([frames[-1].evaluation])["map50"])
+
     def agreement(self, kind: str = "audit") -> float | None:
         """The stream's overall agreement over its window; None before any frame, or when the cloud saw nothing."""
         result = self._streams[kind].result
@@ -331,6 +343,27 @@ class AuditSampler:
 
     def audit(self, frame_index: int) -> bool:
         return (self.offset + int(frame_index) * _GOLDEN_2) % 1.0 < self.share
+
+
+class AuditSchedule:
+    """Which easy frames to audit, over a stream: ``sampler``'s share, raised to ``config.boost_share`` (an
+    independent sequence) for ``config.boost_frames`` frames after an audit the edge got wrong. Frames come in order;
+    ``audit(i)`` before the frame is sent, ``scored(i, own)`` with the audited frame's own agreement once answered."""
+
+    def __init__(self, sampler: AuditSampler, config: AgreementConfig) -> None:
+        self.sampler, self.config = sampler, config
+        self._boost = AuditSampler(config.boost_share, sampler.seed + 1)
+        self.boosted_until = -1  # frames before this one are audited at the boost share
+
+    def audit(self, frame_index: int) -> bool:
+        if self.sampler.share <= 0:
+            return False
+        return self.sampler.audit(frame_index) or (frame_index < self.boosted_until and
+                                                   self._boost.audit(frame_index))
+
+    def scored(self, frame_index: int, own: float | None) -> None:
+        if own is not None and own < self.config.suspect_below:
+            self.boosted_until = max(self.boosted_until, frame_index + self.config.boost_frames)
 
 
 # ---------------------------------------------------------------------------------------------- file

@@ -2,7 +2,8 @@
 
 ``Audits`` is the worker's side of ``mlkit.joint.agreement``. For each easy frame that ``AuditSampler`` picks it
 uploads the frame at low priority: only while at most half of the cloud client's ``max_in_flight`` slots are taken,
-so audits never take a hard frame's place (one that finds the slots taken is skipped and counted). An audit never
+so audits never take a hard frame's place (one that finds the slots taken is skipped and counted). An audit the
+edge got wrong raises the share for a while (``AuditSchedule``), so a suspected change is confirmed quickly. An audit never
 holds a result back: the frame's result is the edge's (or a reused one) as usual, and the answer is scored when it
 arrives (``poll``, called by the worker loop on every frame). Hard frames that the cloud answered are scored too, in
 their own stream. With ``store`` set, the monitor's snapshot is written to ``store/agreement.json`` when the alarm
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
-from mlkit.joint.agreement import AgreementConfig, AgreementMonitor, AlarmEvent, AuditSampler, write_agreement
+from mlkit.joint.agreement import (AgreementConfig, AgreementMonitor, AlarmEvent, AuditSampler, AuditSchedule,
+                                   write_agreement)
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,15 @@ class Audits:
 
     def __init__(self, config: AuditConfig, class_names: Sequence[str]) -> None:
         self.config = config
-        self.sampler = AuditSampler(config.share, config.seed)
+        self.schedule = AuditSchedule(AuditSampler(config.share, config.seed), config.agreement)
         self.monitor = AgreementMonitor(class_names, config.agreement, on_alarm=self._alarm)
         self._out: collections.deque[_Audit] = collections.deque()
         self.sent = self.answered = self.skipped = self.failed = 0
+        self._off = False
 
     def submit(self, index: int, image, edge: Detections, cloud, jpeg_quality: int) -> bool:
         """Upload an easy frame if the sampler picks it and the cloud has room to spare; True if it was sent."""
-        if self.config.share <= 0 or not self.sampler.audit(index):
+        if self.config.share <= 0 or not self.schedule.audit(index):
             return False
         if cloud.in_flight * 2 >= cloud.config.max_in_flight:
             self.skipped += 1
@@ -86,11 +89,23 @@ class Audits:
                 self.failed += 1
                 continue
             self.answered += 1
-            self.monitor.add(audit.index, audit.edge, outcome.detections, "audit")
+            self._add(audit.index, audit.edge, outcome.detections, "audit")
+            self.schedule.scored(audit.index, self.monitor.last_frame_agreement("audit"))
 
     def hard(self, index: int, edge: Detections, cloud: Detections) -> None:
         """A hard frame the cloud answered."""
-        self.monitor.add(index, edge, cloud, "hard")
+        self._add(index, edge, cloud, "hard")
+
+    def _add(self, index: int, edge: Detections, cloud: Detections, kind: str) -> None:
+        # A cloud that answers with classes the edge does not have cannot be scored: say so once, then stop
+        # scoring rather than the stream.
+        if self._off:
+            return
+        try:
+            self.monitor.add(index, edge, cloud, kind)
+        except MlkitError as exc:
+            self._off = True
+            log.warning("edge/cloud agreement turned off: %s", exc)
 
     def _alarm(self, event: AlarmEvent) -> None:
         self.save()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
-from mlkit.joint.agreement import AgreementConfig, AgreementMonitor, AuditSampler
+from mlkit.joint.agreement import AgreementConfig, AgreementMonitor, AuditSampler, AuditSchedule
 
 # The filter AgreementConfig's hard-frame threshold was tuned with (benchmarks/drift.py, on site-A tuning clips): the
 # hard frames' agreement depends on the filter and its threshold.
@@ -85,19 +85,21 @@ def drift_trace(edge: Sequence[Detections], cloud: Sequence[Detections], class_n
     if switch is not None and not 0 <= switch <= len(edge):
         raise MlkitError(f"switch frame {switch} is outside the clip's 0..{len(edge)} frames")
     hem = build_filter(DEFAULT_HEM if hem is None else hem) if hem is None or isinstance(hem, dict) else hem
-    sampler = sampler or AuditSampler()
     config = config or AgreementConfig()
+    schedule = AuditSchedule(sampler or AuditSampler(), config)
     monitor = AgreementMonitor(class_names, config)
     trace = DriftTrace(len(edge), switch, config=dataclasses.asdict(config))
     for i, (e, c) in enumerate(zip(edge, cloud, strict=True)):
         if hem.judge(e).is_hard:
             kind = "hard"
-        elif sampler.audit(i):
+        elif schedule.audit(i):
             kind = "audit"
         else:
             continue
         was = monitor.alarm
         monitor.add(i, e, c, kind)
+        if kind == "audit":
+            schedule.scored(i, monitor.last_frame_agreement("audit"))
         trace.frame.append(i)
         trace.kind.append(kind)
         trace.agreement.append(monitor.agreement("audit"))
