@@ -20,8 +20,14 @@ from pathlib import Path
 
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
-from mlkit.joint.agreement import (AgreementConfig, AgreementMonitor, AlarmEvent, AuditSampler, AuditSchedule,
-                                   write_agreement)
+from mlkit.joint.agreement import (
+    AgreementConfig,
+    AgreementMonitor,
+    AlarmEvent,
+    AuditSampler,
+    AuditSchedule,
+    write_agreement,
+)
 
 log = logging.getLogger(__name__)
 
