@@ -3,8 +3,8 @@
 ``Audits`` is the worker's side of ``mlkit.joint.agreement``. For each easy frame that ``AuditSampler`` picks it
 uploads the frame at low priority: only while at most half of the cloud client's ``max_in_flight`` slots are taken,
 so audits never take a hard frame's place (one that finds the slots taken is skipped and counted). An audit the
-edge got wrong raises the share for a while (``AuditSchedule``), so a suspected change is confirmed quickly. An audit never
-holds a result back: the frame's result is the edge's (or a reused one) as usual, and the answer is scored when it
+edge got wrong raises the share for a while (``AuditSchedule``), so a suspected change is confirmed quickly. An audit
+never holds a result back: the frame's result is the edge's (or a reused one) as usual, and the answer is scored when it
 arrives (``poll``, called by the worker loop on every frame). Hard frames that the cloud answered are scored too, in
 their own stream. With ``store`` set, the monitor's snapshot is written to ``store/agreement.json`` when the alarm
 changes and at every report, where the incremental-learning controller reads its ``agreement`` trigger.
