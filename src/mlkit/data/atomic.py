@@ -45,6 +45,15 @@ def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> P
     return path
 
 
+def fsync_dir(path: Path | str) -> None:
+    """Make a folder's entries (a rename, a new or removed file) durable, as a file's fsync does for its bytes."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_copy(src: Path | str, dst: Path | str) -> Path:
     """Copy ``src`` to ``dst`` atomically; a no-op when both name the same file (writing in place)."""
     src, dst = Path(src), Path(dst)

@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from mlkit.data.atomic import fsync_dir
 from mlkit.errors import MlkitError
 
 STEPS = ("prepare", "copy_model", "copy_metadata", "mark_ready", "rename", "sync")
@@ -26,14 +27,6 @@ MODEL_FILE, METADATA_FILE, READY = "model.tflite", "metadata.json", "READY"
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def versions(repo: str | Path, name: str) -> list[int]:
@@ -94,9 +87,9 @@ def promote(repo: str | Path, name: str, version: int, tflite_dir: str | Path, p
     step("mark_ready")
     (tmp / "promotion.json").write_text(json.dumps({"version": version, **(provenance or {})}, indent=2))
     (tmp / READY).write_text("")
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     step("rename")
     os.rename(tmp, final)
     step("sync")
-    _fsync_dir(base)
+    fsync_dir(base)
     return final

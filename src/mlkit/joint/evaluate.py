@@ -320,6 +320,22 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
                            oracle, reuse, None if reuse in (None, "none") else order.reuse_frames)
 
 
+def _finish(fig, ax, path: str | Path | None):
+    """Grid, legend and layout; saved to ``path`` (PNG, atomically) and closed when given."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    if path is not None:
+        import matplotlib.pyplot as plt
+
+        from mlkit.data.atomic import atomic_path
+
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+    return fig
+
+
 def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     """mAP@0.5 against upload ratio, one line per filter, with edge-only and cloud-only marked."""
     import matplotlib
@@ -346,16 +362,7 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     ax.set_title(f"Hard-example mining on {evaluation.num_images} test images" if evaluation.reuse is None else
                  f"Hard-example mining on {evaluation.num_images} video frames, reuse: {evaluation.reuse_label}")
     ax.set_xlim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    if path is not None:
-        from mlkit.data.atomic import atomic_path
-
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
-    return fig
+    return _finish(fig, ax, path)
 
 
 def plot_reuse_rules(evaluations: Sequence[JointEvaluation], filter_name: str = "Keyframe",
@@ -389,16 +396,7 @@ def plot_reuse_rules(evaluations: Sequence[JointEvaluation], filter_name: str = 
     ax.set_ylabel("joint mAP@0.5")
     ax.set_title(f"{filter_name} uploads on {first.num_images} video frames, by reuse rule")
     ax.set_xlim(0, 0.6)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    if path is not None:
-        from mlkit.data.atomic import atomic_path
-
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
-    return fig
+    return _finish(fig, ax, path)
 
 
 def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_endpoint: str | None, cloud_name: str,

@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlkit.data.atomic import atomic_path
+from mlkit.data.atomic import atomic_path, fsync_dir
 from mlkit.detections import Detections
 from mlkit.errors import MlkitError
 
@@ -118,21 +118,13 @@ def _det(raw: dict) -> Detections:
     return Detections(np.asarray(raw["boxes"], np.float32), raw["scores"], raw["labels"])
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def durable_write(path: Path, data: bytes) -> None:
     """``data`` to ``path``: temp file, fsync, rename, fsync the folder (the rename itself is durable)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def record_written(results: str | Path, offset: int, key: str) -> bool:
@@ -355,7 +347,7 @@ class Spool:
 
     def _unlink(self, key: str) -> None:
         (self.dir / f"{key}.json").unlink(missing_ok=True)  # no longer queued, from here on
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         for suffix in (".jpg", ".answer"):
             (self.dir / f"{key}{suffix}").unlink(missing_ok=True)
 
