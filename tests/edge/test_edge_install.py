@@ -48,11 +48,12 @@ def edge_venv(tmp_path_factory) -> Path:
 def test_the_edge_venv_has_no_heavy_frameworks(edge_venv):
     py = edge_venv / "bin" / "python"
     code = ("import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m in "
-            "['tensorflow', 'kfp', 'kserve', 'keras', 'ai_edge_litert', 'cv2', 'httpx', 'aiohttp', 'numpy']}))")
+            "['tensorflow', 'kfp', 'kserve', 'keras', 'ai_edge_litert', 'cv2', 'httpx', 'aiohttp', 'numpy', "
+            "'pycocotools']}))")
     found = json.loads(_run([str(py), "-c", code]).stdout)
     assert found == {"tensorflow": False, "kfp": False, "kserve": False, "keras": False,
                      "ai_edge_litert": True, "cv2": True, "httpx": True, "aiohttp": True,
-                     "numpy": True}
+                     "numpy": True, "pycocotools": True}  # the agreement monitor needs it on the edge
     helped = _run([str(edge_venv / "bin" / "mlkit"), "joint", "run", "--help"])
     assert helped.returncode == 0 and "SERVICE.yaml" in helped.stdout
 
@@ -74,6 +75,7 @@ def test_joint_run_in_the_edge_venv_against_a_local_cloud(edge_venv, tmp_path):
     data["spec"]["edgeWorker"]["model"]["url"] = str(LITTLE / "int8")
     data["spec"]["edgeWorker"]["workerSpec"]["parameters"][0]["value"] = str(video)
     data["spec"]["edgeWorker"]["hardExampleMining"] = {"name": "CloudOnly"}
+    data["spec"]["edgeWorker"]["workerSpec"]["parameters"].append({"key": "watch_agreement", "value": "true"})
     server = start_background_server(tmp_path / "repo", log_path=tmp_path / "server.log")
     try:
         data["spec"]["cloudWorker"]["workerSpec"]["parameters"][0]["value"] = server.url
@@ -87,6 +89,7 @@ def test_joint_run_in_the_edge_venv_against_a_local_cloud(edge_venv, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["frames"] == 8 and stats["cloud_results"] == 8 and stats["fallbacks"] == 0
+    assert stats["hard_frames_total"] == 8 and stats["agreement_hard"] is not None  # scored on the edge
     print(f"edge venv: {_size_mb(edge_venv):.0f} MB; this (full) environment: {_size_mb(Path(sys.prefix)):.0f} MB")
 
 
