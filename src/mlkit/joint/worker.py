@@ -9,7 +9,12 @@ the edge result is the final result and the reason is recorded.
 On video, ``WorkerConfig.reuse`` lets a frame that was not uploaded use the cloud's answers for uploaded frames
 near it (``mlkit.joint.reuse``): "hold" merges the last answer into its edge boxes, "interpolate" the answers on
 either side, moved in time. With "interpolate" a frame is released once the next uploaded frame within
-``reuse_frames`` has its answer (or failed); the edge loop still never waits.
+``reuse_frames`` has its answer (or failed); the edge loop still never waits. "track" carries the last answer along
+the optical flow (``mlkit.joint.track``) and waits for nothing; "track-interpolate" also carries the next answer
+back, and waits as "interpolate" does.
+
+With ``WorkerConfig.audits`` a share of easy frames is uploaded too, at low priority and without holding results
+back, and the edge/cloud agreement is kept on them and on the answered hard frames (``mlkit.joint.audits``).
 
 With ``WorkerConfig.queue.directory`` set, a hard frame whose call failed for a passing reason (down, slow, busy)
 is also handed, after its result, to the offline queue (``mlkit.joint.spool``), whose thread replays it when the
