@@ -7,7 +7,8 @@ only re-decides and re-scores mAP (pycocotools).
 
 On a labelled video (``evaluate_on_video``) a frame that was not uploaded may also use the cloud's answers for
 uploaded frames near it, as the worker does with ``WorkerConfig.reuse`` (``mlkit.joint.reuse.final_sequence``),
-and the Keyframe filter joins the sweep.
+and the Keyframe filter joins the sweep. On a real video without labels the cloud's confident boxes are the labels
+(``mlkit.joint.reference``): cloud only scores 1.0 and every other figure is the agreement with the cloud.
 
 Sweep points are placed at target upload ratios (quantiles of the filter's scores), so every filter -
 Random included - is compared over the same range of uploads. Thresholds are chosen on a tuning split
@@ -92,6 +93,20 @@ class JointEvaluation:
     oracle: list[SweepPoint] = dataclasses.field(default_factory=list)
     reuse: str | None = None  # video clips: how frames not uploaded used nearby answers; None for still images
     reuse_frames: int | None = None  # how far an answer reached (video clips with a reuse rule)
+    reference: str = "labels"  # or "cloud": the cloud's boxes scoring >= reference_score are the labels
+    reference_score: float | None = None
+    classes: tuple[str, ...] = ()  # the classes scored
+
+    @property
+    def metric(self) -> str:
+        """What the figures are: mAP@0.5 against the labels, or the agreement with the cloud."""
+        return "mAP@0.5" if self.reference == "labels" else "agreement"
+
+    @property
+    def reference_label(self) -> str:
+        if self.reference == "labels":
+            return "the labels"
+        return f"the cloud's boxes >= {self.reference_score:g} as labels ({', '.join(self.classes)})"
 
     @property
     def reuse_label(self) -> str:
@@ -124,11 +139,13 @@ class JointEvaluation:
     def table(self) -> str:
         width = max(14, *(len(f.filter) + 2 for f in self.filters))
         kind = "test images" if self.reuse is None else f"test frames (reuse: {self.reuse_label})"
-        lines = [f"{self.num_images} {kind}   edge-only mAP@0.5 {self.edge_map50:.3f}   "
+        lines = [f"{self.num_images} {kind}   edge-only {self.metric} {self.edge_map50:.3f}   "
                  f"cloud-only {self.cloud_map50:.3f}   budget <= {100 * self.upload_budget:.0f}% uploads "
                  f"(thresholds tuned on {self.tuned_on})",
-                 f"{'filter':<{width}}{'param':<24}{'value':>8}{'upload':>9}{'mAP@0.5':>9}{'of cloud':>10}"
+                 f"{'filter':<{width}}{'param':<24}{'value':>8}{'upload':>9}{self.metric:>10}{'of cloud':>10}"
                  f"{'vs Random':>11}"]
+        if self.reference != "labels":
+            lines.insert(1, f"reference: {self.reference_label}")
         for f in self.filters:
             if f.test_map50 is None:
                 lines.append(f"{f.filter:<{width}}{f.sweep_param:<24}{'-':>8}  no threshold meets the budget")
@@ -136,13 +153,24 @@ class JointEvaluation:
             gain = "" if f.gain_over_random is None else f"{f.gain_over_random:+.3f}"
             lines.append(f"{f.filter:<{width}}{f.sweep_param:<24}{f.chosen_value:>8.3f}"
                          f"{100 * f.test_upload_ratio:>8.1f}%"
-                         f"{f.test_map50:>9.3f}{100 * f.test_map50 / self.cloud_map50:>9.1f}%{gain:>11}")
+                         f"{f.test_map50:>10.3f}{100 * f.test_map50 / self.cloud_map50:>9.1f}%{gain:>11}")
         bound = self.oracle_at_budget()
         if bound is not None:
-            lines.append(f"{'oracle (uses GT)':<{width}}{'not deployable':<24}{'-':>8}{100 * bound.upload_ratio:>8.1f}%"
-                         f"{bound.map50:>9.3f}{100 * bound.map50 / self.cloud_map50:>9.1f}%")
+            who = "oracle (uses GT)" if self.reference == "labels" else "oracle (uses cloud)"
+            lines.append(f"{who:<{width}}{'not deployable':<24}{'-':>8}{100 * bound.upload_ratio:>8.1f}%"
+                         f"{bound.map50:>10.3f}{100 * bound.map50 / self.cloud_map50:>9.1f}%")
         lines.append(f"bytes per uploaded frame: JPEG {self.bytes_jpeg:,.0f} vs JSON list {self.bytes_json_list:,.0f} "
                      f"(1/{self.bytes_json_list / max(self.bytes_jpeg, 1):.0f})")
+        return "\n".join(lines)
+
+    def sweep_table(self) -> str:
+        """Every sweep point of every filter: upload ratio and score, between edge only and cloud only."""
+        width = max(14, *(len(f.filter) + 2 for f in self.filters))
+        lines = [f"{'filter':<{width}}{'upload':>8}{self.metric:>11}",
+                 f"{'edge only':<{width}}{0:>7.1f}%{self.edge_map50:>11.3f}"]
+        for f in self.filters:
+            lines += [f"{f.filter:<{width}}{100 * p.upload_ratio:>7.1f}%{p.map50:>11.3f}" for p in f.points]
+        lines.append(f"{'cloud only':<{width}}{100:>7.1f}%{self.cloud_map50:>11.3f}")
         return "\n".join(lines)
 
 
@@ -189,11 +217,13 @@ def sweep_values(f, scores: np.ndarray, ratios: Sequence[float] = TARGET_RATIOS)
 
 
 def sweep_filter(f, dataset: Dataset, edge: Sequence[Detections], cloud: Sequence[Detections],
-                 values: Sequence[float] | None = None, order: FrameOrder | None = None
-                 ) -> tuple[list[SweepPoint], np.ndarray]:
+                 values: Sequence[float] | None = None, order: FrameOrder | None = None,
+                 seen: Sequence[Detections] | None = None) -> tuple[list[SweepPoint], np.ndarray]:
+    """Each value's upload ratio and joint mAP@0.5; ``seen``: what the filter sees of each frame when that is more
+    than the scored ``edge`` answers (every class the edge model predicts, not only the scored ones)."""
     from mlkit.evaluation.coco_map import coco_map
 
-    scores = np.array([f.score(d) for d in edge])
+    scores = np.array([f.score(d) for d in (edge if seen is None else seen)])
     values = sweep_values(f, scores) if values is None else values
     points = []
     for v in values:
@@ -266,10 +296,14 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
                    cloud_tune: Sequence[Detections] | None = None, filters: Sequence[dict] = DEFAULT_FILTERS,
                    upload_budget: float = 0.3, jpeg_quality: int = 85, show_progress: bool = True,
                    order: FrameOrder | None = None, tune_order: FrameOrder | None = None,
-                   tune_name: str = "val") -> JointEvaluation:
+                   tune_name: str = "val", seen_test: Sequence[Detections] | None = None,
+                   seen_tune: Sequence[Detections] | None = None, reference=None) -> JointEvaluation:
     """Sweep every filter, tune each on ``tune`` (default: the test set itself) and report on ``test``.
 
     ``order`` / ``tune_order``: the sets are video clips and frames not uploaded reuse nearby answers.
+    ``seen_test`` / ``seen_tune``: the edge's whole answers, which the filters decide on, when only some of their
+    classes are scored. ``reference``: a ``mlkit.joint.reference.CloudReference`` when the sets' labels are the
+    cloud's own boxes (the report then speaks of agreement).
     """
     from tqdm.auto import tqdm
 
@@ -283,16 +317,16 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
         raise MlkitError(f"upload_budget must be in (0, 1], got {upload_budget}")
     tuned_on = tune_name if tune is not None else "test (no tuning split given)"
     if tune is None:
-        tune, edge_tune, cloud_tune, tune_order = test, edge_test, cloud_test, order
+        tune, edge_tune, cloud_tune, tune_order, seen_tune = test, edge_test, cloud_test, order, seen_test
     results = []
     built = [build_filter(spec) for spec in filters]
     methods = [f.name for f in built]
     for f in tqdm(built, desc="sweep filters", unit="filter", disable=not show_progress):
         if f.sweep_param is None:
             raise MlkitError(f"{f.name} has no threshold to sweep; leave it out of the sweep")
-        tune_points, _ = sweep_filter(f, tune, edge_tune, cloud_tune, order=tune_order)
+        tune_points, _ = sweep_filter(f, tune, edge_tune, cloud_tune, order=tune_order, seen=seen_tune)
         points = tune_points if tune is test else sweep_filter(f, test, edge_test, cloud_test,
-                                                               order=order)[0]
+                                                               order=order, seen=seen_test)[0]
         res = FilterResult(_label(f, methods), f.spec, f.sweep_param, points)
         margin = 0.0 if tune is test else budget_margin(upload_budget, len(tune))
         chosen = _choose(tune_points, upload_budget - margin)
@@ -301,7 +335,7 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
             if tune is test:
                 res.test_upload_ratio, res.test_map50 = chosen.upload_ratio, chosen.map50
             else:
-                (p,), _ = sweep_filter(f, test, edge_test, cloud_test, [chosen.value], order)
+                (p,), _ = sweep_filter(f, test, edge_test, cloud_test, [chosen.value], order, seen_test)
                 res.test_upload_ratio, res.test_map50 = p.upload_ratio, p.map50
         results.append(res)
     random = next((r for r in results if r.filter == "Random"), None)
@@ -315,15 +349,19 @@ def evaluate_joint(test: Dataset, edge_test: Sequence[Detections], cloud_test: S
     reuse = None if order is None else order.reuse
     # The oracle ranks frames by their own gain: with answers shared between frames there is no such ranking.
     oracle = oracle_points(test, edge_test, cloud_test) if reuse in (None, "none") else []
+    ref = {} if reference is None else {"reference": "cloud", "reference_score": reference.min_score}
     return JointEvaluation(len(test), float(coco_map(test, edge_test)["map50"]),
                            float(coco_map(test, cloud_test)["map50"]), upload_budget, results, jpeg, js, tuned_on,
-                           oracle, reuse, None if reuse in (None, "none") else order.reuse_frames)
+                           oracle, reuse, None if reuse in (None, "none") else order.reuse_frames,
+                           classes=tuple(test.class_names), **ref)
 
 
-def _finish(fig, ax, path: str | Path | None):
-    """Grid, legend and layout; saved to ``path`` (PNG, atomically) and closed when given."""
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+def _finish(fig, ax, path: str | Path | None, legend: str = "lower right"):
+    """Grid, legend and layout (``ax``: one axes or several); saved to ``path`` (PNG, atomically) and closed when
+    given."""
+    for one in np.atleast_1d(ax).ravel():
+        one.grid(alpha=0.3)
+        one.legend(fontsize=8, loc=legend)
     fig.tight_layout()
     if path is not None:
         import matplotlib.pyplot as plt
@@ -345,24 +383,58 @@ def plot_sweep(evaluation: JointEvaluation, path: str | Path | None = None):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    _draw_sweep(ax, evaluation)
+    return _finish(fig, ax, path)
+
+
+def _draw_sweep(ax, evaluation: JointEvaluation, title: str | None = None) -> None:
+    cloud = evaluation.reference == "cloud"
     for f in evaluation.filters:
+        style = {"color": "grey", "linestyle": "--"} if f.filter == "Random" else {}
+        if not any(0.01 < p.upload_ratio < 0.99 for p in f.points):
+            # Every threshold uploads (nearly) all frames or none: a line to the far end would not be measured.
+            ax.plot([p.upload_ratio for p in f.points], [p.map50 for p in f.points], marker="o", markersize=5,
+                    linestyle="none", label=f"{f.filter} (uploads all or nothing)")
+            continue
         xs = [0.0] + [p.upload_ratio for p in f.points] + [1.0]
         ys = [evaluation.edge_map50] + [p.map50 for p in f.points] + [evaluation.cloud_map50]
-        style = {"color": "grey", "linestyle": "--"} if f.filter == "Random" else {}
         ax.plot(xs, ys, marker="o", markersize=3, label=f.filter, **style)
     if evaluation.oracle:
         ax.plot([0.0] + [p.upload_ratio for p in evaluation.oracle] + [1.0],
                 [evaluation.edge_map50] + [p.map50 for p in evaluation.oracle] + [evaluation.cloud_map50],
-                color="black", linewidth=1.2, linestyle="-.", label="oracle (uses ground truth)")
+                color="black", linewidth=1.2, linestyle="-.",
+                label="oracle (uses the cloud's answers)" if cloud else "oracle (uses ground truth)")
     ax.axhline(evaluation.cloud_map50, color="black", linewidth=0.8, linestyle=":", label="cloud only")
     ax.axhline(0.97 * evaluation.cloud_map50, color="green", linewidth=0.8, linestyle=":", label="97% of cloud")
     ax.axvline(evaluation.upload_budget, color="red", linewidth=0.8, linestyle=":", label="upload budget")
     ax.set_xlabel("upload ratio (hard frames sent to the cloud)")
-    ax.set_ylabel("joint mAP@0.5")
-    ax.set_title(f"Hard-example mining on {evaluation.num_images} test images" if evaluation.reuse is None else
+    ax.set_ylabel(f"agreement with the cloud (mAP@0.5, its boxes >= {evaluation.reference_score:g})" if cloud
+                  else "joint mAP@0.5")
+    if title is None:
+        title = (f"Hard-example mining on {evaluation.num_images} test images" if evaluation.reuse is None else
                  f"Hard-example mining on {evaluation.num_images} video frames, reuse: {evaluation.reuse_label}")
+    ax.set_title(title)
     ax.set_xlim(0, 1)
-    return _finish(fig, ax, path)
+
+
+def plot_videos(evaluations: Sequence[JointEvaluation], names: Sequence[str], path: str | Path | None = None):
+    """``plot_sweep`` of several videos side by side, a panel each (``evaluate_each_video``'s results)."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not evaluations or len(evaluations) != len(names):
+        raise MlkitError(f"give a name for each evaluation to plot; got {len(evaluations)} evaluations and "
+                         f"{len(names)} names")
+    fig, axes = plt.subplots(1, len(evaluations), figsize=(6.5 * len(evaluations), 4.8), squeeze=False)
+    for ax, ev, name in zip(axes[0], evaluations, names, strict=True):
+        _draw_sweep(ax, ev, f"{name}: {ev.num_images} frames" + (f", reuse: {ev.reuse_label}"
+                                                                  if ev.reuse not in (None, "none") else ""))
+    # Agreement curves run low on the right: the top left is where the legend hides nothing.
+    return _finish(fig, axes, path, "upper left" if all(ev.reference == "cloud" for ev in evaluations) else
+                   "lower right")
 
 
 def plot_reuse_rules(evaluations: Sequence[JointEvaluation], filter_name: str = "Keyframe",
@@ -400,16 +472,22 @@ def plot_reuse_rules(evaluations: Sequence[JointEvaluation], filter_name: str = 
 
 
 def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_endpoint: str | None, cloud_name: str,
-                num_threads: int, cloud_token: str | None = None):
-    """(edge predict, cloud predict): the edge model local, the cloud model local or served at ``cloud_endpoint``
-    (``cloud_token``: its bearer token, for a server started with ``--auth-token-file``)."""
+                num_threads: int, cloud_token: str | None = None, cloud_classes: Sequence[str] | None = None):
+    """(edge predict, cloud predict, edge class names, cloud class names): the edge model local, the cloud model
+    local or served at ``cloud_endpoint`` (``cloud_token``: its bearer token, for a server started with
+    ``--auth-token-file``; ``cloud_classes``: its class names, default the edge's)."""
     from mlkit.models.predict import open_detector
 
     if (cloud_model is None) == (cloud_endpoint is None):
         raise MlkitError("give exactly one of cloud_model (a local model) and cloud_endpoint (a served one)")
+    if cloud_classes is not None and cloud_model is not None:
+        raise MlkitError("cloud_classes is for a served cloud model; a local one names its classes itself")
     edge = open_detector(edge_model, num_threads=num_threads)
+    edge_names = tuple(edge.meta.class_names)
+    cloud_names = tuple(cloud_classes) if cloud_classes else edge_names
     if cloud_model is not None:
         big = open_detector(cloud_model, num_threads=num_threads)
+        cloud_names = tuple(big.meta.class_names)
 
         def cloud_predict(ims):
             return big.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
@@ -429,7 +507,7 @@ def _predictors(edge_model: str | Path, cloud_model: str | Path | None, cloud_en
     def edge_predict(ims):
         return edge.predict(ims, score_threshold=MAP_SCORE_THRESHOLD)
 
-    return edge_predict, cloud_predict
+    return edge_predict, cloud_predict, edge_names, cloud_names
 
 
 def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_model: str | Path | None = None,
@@ -441,8 +519,8 @@ def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_
     ``cloud_endpoint``), then ``evaluate_joint``; ``tune_split=None`` tunes on ``split`` itself."""
     from mlkit.data.layout import load_split
 
-    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads,
-                                              cloud_token)
+    edge_predict, cloud_predict, _, _ = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads,
+                                                    cloud_token)
 
     def load(name: str) -> Dataset:
         ds = load_split(data_root, name)
@@ -459,13 +537,40 @@ def evaluate_on_dataset(data_root: str | Path, edge_model: str | Path, *, cloud_
                           upload_budget=upload_budget, show_progress=show_progress, filters=filters, **kw)
 
 
-def _clips(videos: Sequence[str | Path], out: Path, show_progress: bool) -> tuple[Dataset, tuple[int, ...]]:
-    """Every frame of labelled videos (``<video>.labels.json`` next to each) as one Dataset, and a clip id per frame."""
+def _clips(videos: Sequence[str | Path], out: Path, show_progress: bool, labelled: bool = True, every: int = 1,
+           max_frames: int | None = None) -> tuple[Dataset, tuple[int, ...]]:
+    """Every ``every``-th frame (at most ``max_frames`` per video) of labelled videos (``<video>.labels.json`` next
+    to each), or of real ones without labels, as one Dataset, and a clip id per frame."""
     from mlkit.data.synthetic.video import extract_frames
+    from mlkit.joint.reference import read_frames
 
-    sets = [extract_frames(v, None, out / f"clip{i}", show_progress=show_progress) for i, v in enumerate(videos)]
+    if labelled:
+        sets = [extract_frames(v, None, out / f"clip{i}", every=every, limit=max_frames, show_progress=show_progress)
+                for i, v in enumerate(videos)]
+    else:
+        sets = [read_frames(v, out / f"clip{i}", every, max_frames, show_progress) for i, v in enumerate(videos)]
     clips = tuple(i for i, ds in enumerate(sets) for _ in range(len(ds)))
     return Dataset([rec for ds in sets for rec in ds.images], sets[0].class_names, "video"), clips
+
+
+def _scored_against_cloud(reference: str, videos: Sequence[str | Path]) -> bool:
+    """Whether the cloud's answers are the labels: ``reference`` "cloud", or "auto" on videos without labels."""
+    from mlkit.data.synthetic.video import labels_path_for
+    from mlkit.joint.reference import REFERENCES
+
+    if reference not in REFERENCES:
+        raise MlkitError(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+    labelled = {Path(v): labels_path_for(v).is_file() for v in videos}
+    missing = [v for v, ok in labelled.items() if not ok]
+    if reference == "cloud" or (reference == "auto" and len(missing) == len(labelled)):
+        return True
+    if not missing:
+        return False
+    if reference == "labels":
+        raise MlkitError(f"{missing[0]} has no labels ({labels_path_for(missing[0]).name} next to it): score it "
+                         "against the cloud's answers with reference 'cloud'")
+    raise MlkitError(f"{missing[0]} has no labels but {next(v for v, ok in labelled.items() if ok)} has: give "
+                     "reference 'labels' or 'cloud' (the same for every video)")
 
 
 def _grays(dataset: Dataset, show_progress: bool) -> list[np.ndarray]:
@@ -481,15 +586,33 @@ def evaluate_on_video(videos: Sequence[str | Path], edge_model: str | Path, *, t
                       cloud_model: str | Path | None = None, cloud_endpoint: str | None = None,
                       cloud_name: str = "big", reuse: str = "interpolate", reuse_frames: int = 8,
                       upload_budget: float = 0.3, num_threads: int = 2, show_progress: bool = True,
-                      cloud_token: str | None = None, filters: Sequence[dict] = VIDEO_FILTERS) -> JointEvaluation:
-    """``evaluate_joint`` on labelled video clips (``mlkit data video`` writes them): thresholds are tuned on
-    ``tune_videos`` (default: the test clips themselves), and a frame that was not uploaded uses nearby answers
-    as the worker does with ``reuse`` and ``reuse_frames``. The Keyframe filter joins the sweep."""
+                      cloud_token: str | None = None, filters: Sequence[dict] = VIDEO_FILTERS,
+                      reference: str = "auto", reference_score: float | None = None, every: int = 1,
+                      max_frames: int | None = None, cloud_classes: Sequence[str] | None = None) -> JointEvaluation:
+    """``evaluate_joint`` on video clips: thresholds are tuned on ``tune_videos`` (default: the test clips
+    themselves), and a frame that was not uploaded uses nearby answers as the worker does with ``reuse`` and
+    ``reuse_frames``. The Keyframe filter joins the sweep.
+
+    Labelled clips (``mlkit data video`` writes them) are scored against their labels; real videos without labels
+    (or any with ``reference="cloud"``) against the cloud's boxes scoring >= ``reference_score``, on the classes both
+    models name alike (``mlkit.joint.reference``). ``every`` / ``max_frames``: every N-th frame, at most so many per
+    video."""
     (evaluation,) = evaluate_reuse_rules(
         videos, edge_model, rules=(reuse,), tune_videos=tune_videos, cloud_model=cloud_model,
         cloud_endpoint=cloud_endpoint, cloud_name=cloud_name, reuse_frames=reuse_frames, upload_budget=upload_budget,
-        num_threads=num_threads, show_progress=show_progress, cloud_token=cloud_token, filters=filters)
+        num_threads=num_threads, show_progress=show_progress, cloud_token=cloud_token, filters=filters,
+        reference=reference, reference_score=reference_score, every=every, max_frames=max_frames,
+        cloud_classes=cloud_classes)
     return evaluation
+
+
+def evaluate_each_video(videos: Sequence[str | Path], edge_model: str | Path, *, reuse: str = "none",
+                        **kw) -> list[JointEvaluation]:
+    """``evaluate_on_video`` on each video alone (its own frames, its own reference); ``plot_videos`` draws them side
+    by side. The keywords are ``evaluate_on_video``'s."""
+    if not videos:
+        raise MlkitError("give at least one video to evaluate on")
+    return [evaluate_on_video([v], edge_model, reuse=reuse, **kw) for v in videos]
 
 
 def evaluate_reuse_rules(videos: Sequence[str | Path], edge_model: str | Path, *,
@@ -497,46 +620,64 @@ def evaluate_reuse_rules(videos: Sequence[str | Path], edge_model: str | Path, *
                          tune_videos: Sequence[str | Path] = (), cloud_model: str | Path | None = None,
                          cloud_endpoint: str | None = None, cloud_name: str = "big", reuse_frames: int = 8,
                          upload_budget: float = 0.3, num_threads: int = 2, show_progress: bool = True,
-                         cloud_token: str | None = None,
-                         filters: Sequence[dict] = VIDEO_FILTERS) -> list[JointEvaluation]:
+                         cloud_token: str | None = None, filters: Sequence[dict] = VIDEO_FILTERS,
+                         reference: str = "auto", reference_score: float | None = None, every: int = 1,
+                         max_frames: int | None = None,
+                         cloud_classes: Sequence[str] | None = None) -> list[JointEvaluation]:
     """``evaluate_on_video`` once per reuse rule, on one set of predictions (both models predict every frame once);
     ``plot_reuse_rules`` draws them side by side."""
     import tempfile
 
+    from mlkit.joint.reference import DEFAULT_REFERENCE_SCORE, CloudReference
     from mlkit.joint.reuse import TRACKING_RULES, check_reuse
 
     if not videos:
-        raise MlkitError("give at least one labelled video to evaluate on")
+        raise MlkitError("give at least one video to evaluate on")
     if not rules:
         raise MlkitError("give at least one reuse rule")
     for rule in rules:
         check_reuse(rule, reuse_frames)
     if not filters:
         raise MlkitError("give at least one filter to sweep")
+    if isinstance(every, bool) or int(every) != every or every < 1:
+        raise MlkitError(f"every must be an integer >= 1, got {every!r}")
+    against_cloud = _scored_against_cloud(reference, [*videos, *tune_videos])
+    if reference_score is not None and not against_cloud:
+        raise MlkitError("reference_score is for videos scored against the cloud; these have labels")
     tracking = any(rule in TRACKING_RULES for rule in rules)
-    edge_predict, cloud_predict = _predictors(edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads,
-                                              cloud_token)
+    edge_predict, cloud_predict, edge_names, cloud_names = _predictors(
+        edge_model, cloud_model, cloud_endpoint, cloud_name, num_threads, cloud_token, cloud_classes)
+    # Built before any frame is predicted, so models without a class in common are refused at once.
+    ref = CloudReference(edge_names, cloud_names, DEFAULT_REFERENCE_SCORE if reference_score is None
+                         else reference_score) if against_cloud else None
     with tempfile.TemporaryDirectory(prefix="mlkit-joint-video-") as tmp:
-        test, clips = _clips(videos, Path(tmp) / "test", show_progress)
+        test, clips = _clips(videos, Path(tmp) / "test", show_progress, not against_cloud, every, max_frames)
         images = _grays(test, show_progress) if tracking else None
-        predicted = {"edge_test": predict_dataset(test, edge_predict, "edge test", show_progress),
-                     "cloud_test": predict_dataset(test, cloud_predict, "cloud test", show_progress)}
-        tune = None
+        edge_test = predict_dataset(test, edge_predict, "edge test", show_progress)
+        cloud_test = predict_dataset(test, cloud_predict, "cloud test", show_progress)
+        seen: dict = {}
+        if ref is not None:  # the filters decide on all the edge's boxes; only the shared classes are scored
+            seen["seen_test"] = edge_test
+            test, edge_test, cloud_test = ref.apply(test, edge_test, cloud_test)
+        kw: dict = {}
         if tune_videos:
-            tune, tune_clips = _clips(tune_videos, Path(tmp) / "tune", show_progress)
+            tune, tune_clips = _clips(tune_videos, Path(tmp) / "tune", show_progress, not against_cloud, every,
+                                      max_frames)
             tune_images = _grays(tune, show_progress) if tracking else None
-            predicted |= {"edge_tune": predict_dataset(tune, edge_predict, "edge tune", show_progress),
-                          "cloud_tune": predict_dataset(tune, cloud_predict, "cloud tune", show_progress)}
+            edge_tune = predict_dataset(tune, edge_predict, "edge tune", show_progress)
+            cloud_tune = predict_dataset(tune, cloud_predict, "cloud tune", show_progress)
+            if ref is not None:
+                seen["seen_tune"] = edge_tune
+                tune, edge_tune, cloud_tune = ref.apply(tune, edge_tune, cloud_tune)
+            kw = {"tune": tune, "edge_tune": edge_tune, "cloud_tune": cloud_tune,
+                  "tune_name": f"{len(tune_videos)} tuning clip{'s' if len(tune_videos) > 1 else ''}"}
         out = []
         for rule in rules:
-            kw: dict = {}
-            if tune is not None:
-                kw = {"tune": tune, "edge_tune": predicted["edge_tune"], "cloud_tune": predicted["cloud_tune"],
-                      "tune_order": FrameOrder(tune_clips, rule, reuse_frames, tune_images),
-                      "tune_name": f"{len(tune_videos)} tuning clip{'s' if len(tune_videos) > 1 else ''}"}
-            out.append(evaluate_joint(test, predicted["edge_test"], predicted["cloud_test"], filters=filters,
-                                      upload_budget=upload_budget, show_progress=show_progress,
-                                      order=FrameOrder(clips, rule, reuse_frames, images), **kw))
+            if tune_videos:
+                kw["tune_order"] = FrameOrder(tune_clips, rule, reuse_frames, tune_images)
+            out.append(evaluate_joint(test, edge_test, cloud_test, filters=filters, upload_budget=upload_budget,
+                                      show_progress=show_progress, order=FrameOrder(clips, rule, reuse_frames, images),
+                                      reference=ref, **seen, **kw))
         return out
 
 
