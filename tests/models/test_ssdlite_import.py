@@ -102,3 +102,33 @@ def test_imported_ssdlite_serves_the_frozen_graph_boxes(frozen_graph, images, tm
     for w, r, g in zip(want, rest, grpc, strict=True):
         _assert_same_boxes(w, r.boxes)
         _assert_same_boxes(w, g.boxes)
+
+
+def test_the_backbone_taken_out_of_the_graph_computes_the_graphs_own_features(frozen_graph, images, tmp_path):
+    """``mlkit models backbone``: Keras's MobileNetV2 with the extracted weights gives the graph's last feature map."""
+    import cv2
+    import keras
+    import tensorflow as tf
+    from click.testing import CliRunner
+
+    from mlkit.cli.app import main
+
+    out = tmp_path / "ssdlite.weights.h5"
+    res = CliRunner().invoke(main, ["models", "backbone", str(frozen_graph), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "width 1.0" in res.output
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(frozen_graph.read_bytes())
+    tap = "FeatureExtractor/MobilenetV2/Conv_1/Relu6:0"
+    graph = tf.compat.v1.wrap_function(
+        lambda x: tf.compat.v1.import_graph_def(graph_def, input_map={"Preprocessor/sub:0": x}, return_elements=[tap]),
+        [tf.TensorSpec([1, 300, 300, 3], tf.float32)])
+    backbone = keras.applications.MobileNetV2(input_shape=(300, 300, 3), alpha=1.0, include_top=False, weights=None)
+    backbone.load_weights(str(out))
+    for image in images[:3]:
+        x = (cv2.resize(image, (300, 300)).astype(np.float32) / 127.5 - 1.0)[None]
+        want = graph(tf.constant(x))[0].numpy()
+        got = np.asarray(backbone(x))
+        assert want.shape == got.shape == (1, 10, 10, 1280)
+        np.testing.assert_allclose(got, want, atol=1e-3 * float(np.abs(want).max()))

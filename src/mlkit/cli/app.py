@@ -125,6 +125,63 @@ def data_video(out_path, frames, fps, site, seed, workers) -> None:
     click.echo(f"wrote {len(labels)} frames to {out_path} and labels to {labels_path_for(out_path)}")
 
 
+@data.command("frames")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "store", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Frame store to write (a .jpg and a .json sidecar per frame), for `mlkit label auto --store`.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Keep every N-th frame of each video (neighbouring frames teach little that is new).")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First video frame to keep.")
+@click.option("--stop", type=click.IntRange(min=1), default=None,
+              help="Stop before this video frame (default: the end); keeps a later part of a video unseen.")
+@friendly
+def data_frames(sources, store, every, start, stop) -> None:
+    """Extract frames from real videos (and copy photos) into a store to pseudo-label.
+
+    Then label them with a real detector and mix them with a labelled dataset:
+
+      mlkit label auto --model models/ssdlite/1 --store STORE --index INDEX --train-prob 0.9
+
+      mlkit data merge data/full INDEX --out data/mixed
+    """
+    from mlkit.data.frames import FrameSelection, extract_frames
+
+    count = extract_frames(sources, store, FrameSelection(every=every, start=start, stop=stop))
+    click.echo(f"wrote {count} frames to {store}")
+
+
+@data.command("merge")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--max-train", default=None,
+              help="Comma-separated caps on each source's training images, in order ('-' for all), e.g. 2000,-.")
+@click.option("--classes", default=None,
+              help="Comma-separated classes of the result, e.g. person,helmet,helmet-on,helmet-off (default: the "
+                   "first source's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw under --max-train.")
+@friendly
+def data_merge(sources, out_dir, max_train, classes, seed) -> None:
+    """Merge dataset folders and relabelling indexes (from `mlkit label auto/import`) into one dataset.
+
+    Classes are matched by name into the first source's classes; an index's eval samples become val.
+    """
+    from mlkit.incremental.merge import merge_datasets
+
+    caps = None
+    if max_train:
+        parts = [p.strip() for p in max_train.split(",")]
+        if len(parts) != len(sources) or not all(p == "-" or p.isdigit() for p in parts):
+            raise click.BadParameter(f"give one cap per source ({len(sources)}), each a count or '-', "
+                                     f"e.g. {','.join(['-'] * len(sources))}", param_hint="--max-train")
+        caps = [None if p == "-" else int(p) for p in parts]
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    if classes and (not names or len(set(names)) != len(names)):
+        raise click.BadParameter(f"give distinct class names, e.g. person,helmet; got {classes!r}",
+                                 param_hint="--classes")
+    counts = merge_datasets(sources, out_dir, class_names=names, max_train=caps, seed=seed)
+    click.echo(f"wrote {', '.join(f'{n} {s}' for s, n in counts.items())} images to {out_dir}")
+
+
 @main.command("train")
 @click.option("--data", "data_root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Dataset folder (from `mlkit data generate` or `mlkit data download`).")
@@ -139,9 +196,12 @@ def data_video(out_path, frames, fps, site, seed, workers) -> None:
               help="Where the MobileNetV2 backbone starts: none (random), imagenet (Keras's weights for the model's "
                    "width, downloaded to ~/.keras/models the first time) or the path of a weights file. Ignored "
                    "with --init-from.")
+@click.option("--zoom", type=click.FloatRange(0, 3), default=None,
+              help="Zoom half the training images in by up to 1+ZOOM (0 = off, the profiles' default), so that "
+                   "the model sees people at more scales; useful with real footage.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an interrupted run left a checkpoint.")
 @friendly
-def train_cmd(data_root, which, out_dir, profile, epochs, init_from, backbone_weights, no_resume) -> None:
+def train_cmd(data_root, which, out_dir, profile, epochs, init_from, backbone_weights, zoom, no_resume) -> None:
     """Train a little (edge) or big (cloud) detector and evaluate it on the test split."""
     import dataclasses
 
@@ -154,6 +214,8 @@ def train_cmd(data_root, which, out_dir, profile, epochs, init_from, backbone_we
     if epochs:
         tc = dataclasses.replace(tc, epochs=epochs)
     tc = dataclasses.replace(tc, backbone_weights=backbone_weights)
+    if zoom is not None:
+        tc = dataclasses.replace(tc, zoom=zoom)
     if init_from is None:  # fail before the data is read, in one line
         from mlkit.models.backbone import resolve_backbone_weights
 

@@ -54,3 +54,21 @@ def import_cmd(source, out, labels, fmt, name, resize, input_mean, input_std, bo
                         iou_threshold=iou_threshold)
     click.echo(f"wrote {out}: {meta.output_format}, input {meta.input_width}x{meta.input_height}, "
                f"{len(meta.class_names)} classes, {meta.resize}")
+
+
+@models.command("backbone")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Keras weights file to write (*.weights.h5).")
+@friendly
+def backbone_cmd(source: Path, out: Path) -> None:
+    """Take the pretrained MobileNetV2 out of an SSD/SSDLite frozen graph (TF1 Object Detection API).
+
+    The file starts a detector of the same width from real-image features:
+
+      mlkit train --model big --backbone-weights OUT ...
+    """
+    from mlkit.models.backbone_extract import extract_mobilenet_v2
+
+    found = extract_mobilenet_v2(source, out)
+    click.echo(f"wrote {out}: MobileNetV2 width {found['alpha']}, {found['layers']} conv layers with their batch norms")

@@ -39,12 +39,15 @@ class TrainConfig:
     seed: int = 0
     flip: bool = True
     color_jitter: float = 0.15
+    zoom: float = 0.0  # zoom half the images in by up to 1 + zoom (real footage has people at every scale)
     backbone_weights: str = "none"  # none, imagenet or a weights file (mlkit.models.backbone); unused with init_from
 
     def __post_init__(self) -> None:
         from mlkit.models.backbone import check_backbone_weights
 
         check_optimizer_settings(self.epochs, self.batch_size, self.learning_rate)
+        if not 0 <= self.zoom <= 3:
+            raise MlkitError(f"zoom must be in [0, 3] (0 = off, 1 = up to 2x), got {self.zoom}")
         object.__setattr__(self, "backbone_weights", check_backbone_weights(self.backbone_weights))
 
 
@@ -79,6 +82,29 @@ def prepare_arrays(ds: Dataset, cfg: DetectorConfig, show_progress: bool = True)
     return images, targets
 
 
+def zoom_in(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, zoom: float, share: float = 0.5,
+            min_visible: float = 0.4) -> None:
+    """Zoom a random ``share`` of the batch ``x`` in place by ``U(1, 1 + zoom)`` about a random point; boxes
+    follow, and a box less than ``min_visible`` inside the crop is dropped (class -1)."""
+    import cv2
+
+    n, h, w = x.shape[:3]
+    for i in np.flatnonzero(rng.random(n) < share):
+        s = rng.uniform(1.0, 1.0 + zoom)
+        cw, ch = w / s, h / s
+        x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+        crop = x[i, int(y0):int(np.ceil(y0 + ch)), int(x0):int(np.ceil(x0 + cw))]
+        x[i] = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+        valid = y[i, :, 0] >= 0
+        b = (y[i, :, 1:] - [x0, y0, x0, y0]) * s
+        area = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+        b = np.clip(b, 0, [w, h, w, h])
+        inside = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+        keep = valid & (inside >= min_visible * np.maximum(area, 1e-6)) & (inside > 0)
+        y[i, :, 1:] = np.where(keep[:, None], b, y[i, :, 1:])
+        y[i, ~keep & valid, 0] = -1
+
+
 def _batches(images: np.ndarray, targets: np.ndarray, tc: TrainConfig, width: int, shuffle: bool):
     import keras
 
@@ -110,6 +136,8 @@ def _batches(images: np.ndarray, targets: np.ndarray, tc: TrainConfig, width: in
                     x0 = y[..., 1].copy()
                     y[..., 1] = np.where(fx, width - y[..., 3], y[..., 1])
                     y[..., 3] = np.where(fx, width - x0, y[..., 3])
+                if tc.zoom > 0:
+                    zoom_in(x, y, rng, tc.zoom)
                 if tc.color_jitter > 0:
                     j = tc.color_jitter
                     gain = rng.uniform(1 - j, 1 + j, (len(sel), 1, 1, 3)).astype(np.float32)

