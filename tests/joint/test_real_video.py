@@ -128,3 +128,29 @@ def test_cli_on_a_video_without_labels(street, models, tmp_path):
     bad = runner.invoke(main, ["joint", "evaluate", "--data", str(tmp_path), "--reference", "cloud", "--edge-model",
                                str(models["edge"]), "--cloud-model", str(models["same"]), "--out", str(out)])
     assert bad.exit_code == 2 and "--reference need --video" in bad.output
+
+
+def test_cli_with_a_served_cloud_names_its_classes(street, models, tmp_path):
+    """A served cloud does not say its class names: --cloud-classes gives them, else they are taken to be the
+    edge's (here that pairs the swapped model's boxes by index, and they agree)."""
+    import shutil
+
+    from mlkit.serving.server import start_background_server
+
+    repo = tmp_path / "repo"
+    shutil.copytree(models["swapped"], repo / "swapped" / "1")
+    server = start_background_server(repo, log_path=tmp_path / "server.log")
+    try:
+        reports = {}
+        for name, extra in (("named", ["--cloud-classes", "green, red"]), ("default", [])):
+            result = CliRunner().invoke(main, [
+                "joint", "evaluate", "--video", str(street), "--edge-model", str(models["edge"]), "--filter",
+                "Random", "--threads", "1", "--cloud-endpoint", server.url, "--cloud-name", "swapped", *extra,
+                "--out", str(tmp_path / name)])
+            assert result.exit_code == 0, result.output
+            reports[name] = json.loads((tmp_path / name / "joint_evaluation.json").read_text())
+    finally:
+        server.stop()
+    assert reports["named"]["classes"] == ["green", "red"] and reports["named"]["edge_map50"] == pytest.approx(0.0)
+    assert reports["default"]["classes"] == ["red", "green"] and reports["default"]["edge_map50"] == pytest.approx(1.0)
+    assert reports["named"]["cloud_map50"] == reports["default"]["cloud_map50"] == pytest.approx(1.0)
