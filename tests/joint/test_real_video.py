@@ -96,6 +96,24 @@ def test_models_without_a_shared_class_are_refused(street, models):
         _evaluate(street, models, "foreign")
 
 
+def test_a_video_the_cloud_sees_nothing_in_or_cannot_decode(models, tmp_path):
+    import cv2
+
+    from mlkit.joint.evaluate import evaluate_on_video
+
+    dark = tmp_path / "dark.avi"
+    writer = cv2.VideoWriter(str(dark), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 64))
+    for _ in range(3):
+        writer.write(np.zeros((64, 64, 3), np.uint8))
+    writer.release()
+    (tmp_path / "notes.avi").write_text("not a video")
+    kw = {"cloud_model": models["same"], "reuse": "none", "filters": FEW, "show_progress": False}
+    with pytest.raises(MlkitError, match="the cloud found no red or green box scoring >= 0.5 in any of the 3 frames"):
+        evaluate_on_video([dark], models["edge"], **kw)
+    with pytest.raises(MlkitError, match="cannot open video .*notes.avi"):
+        evaluate_on_video([tmp_path / "notes.avi"], models["edge"], **kw)
+
+
 def test_restrict_renumbers_by_name():
     from mlkit.joint.reference import restrict, shared_classes
 

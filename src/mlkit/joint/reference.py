@@ -76,6 +76,10 @@ class CloudReference:
         for rec, d in zip(frames.images, cloud_r, strict=True):
             sure = d.filter(self.min_score)
             records.append(dataclasses.replace(rec, boxes=sure.boxes, labels=sure.labels))
+        if not any(len(r.labels) for r in records):
+            raise MlkitError(f"the cloud found no {' or '.join(shared)} box scoring >= {self.min_score:g} in any of "
+                             f"the {len(records)} frames: there is nothing to agree on (lower the reference score, or "
+                             "give a video with such objects)")
         return Dataset(records, shared, frames.name), edge_r, cloud_r
 
     def describe(self) -> str:
