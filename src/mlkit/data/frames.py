@@ -48,7 +48,9 @@ def _slug(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "source"
 
 
-def _video_frames(path: Path, selection: FrameSelection) -> Iterator[tuple[int, np.ndarray]]:
+def video_frames(path: str | Path, selection: FrameSelection = FrameSelection(), rgb: bool = True
+                 ) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, frame)`` for the selected frames of a video, decoded by OpenCV; RGB, or BGR with ``rgb=False``."""
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -64,7 +66,7 @@ def _video_frames(path: Path, selection: FrameSelection) -> Iterator[tuple[int, 
                 ok, bgr = cap.retrieve()
                 if not ok:
                     break
-                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if rgb else bgr
             index += 1
     finally:
         cap.release()
@@ -110,7 +112,7 @@ def extract_frames(sources: Sequence[str | Path], store: str | Path, selection: 
     with tqdm(desc="frames", unit="frame", disable=not show_progress) as bar:
         for src in files:
             video = src.suffix.lower() in VIDEO_SUFFIXES
-            frames = _video_frames(src, selection) if video else iter([(0, read_rgb(src))])
+            frames = video_frames(src, selection) if video else iter([(0, read_rgb(src))])
             for index, rgb in frames:
                 name = f"{_slug(src)}_{index:06d}" if video else _slug(src)
                 ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),

@@ -90,8 +90,12 @@ def read_frames(video: str | Path, out_dir: str | Path, every: int = 1, max_fram
                 show_progress: bool = True, quality: int = 92) -> Dataset:
     """Every ``every``-th frame of an unlabelled video (at most ``max_frames``), decoded with OpenCV and kept as
     JPEGs under ``out_dir``, in order: a ``Dataset`` without boxes, ``meta={"frame": i}``."""
+    import contextlib
+
     import cv2
     from tqdm.auto import tqdm
+
+    from mlkit.data.frames import FrameSelection, video_frames
 
     video = Path(video)
     if isinstance(every, bool) or int(every) != every or every < 1:
@@ -103,28 +107,22 @@ def read_frames(video: str | Path, out_dir: str | Path, every: int = 1, max_fram
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cap = cv2.VideoCapture(str(video))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) // every or None
+    cap.release()
+    if max_frames is not None:
+        total = max_frames if total is None else min(total, max_frames)
     records: list[ImageRecord] = []
-    try:
-        if not cap.isOpened():
-            raise MlkitError(f"cannot open video {video}: not a video OpenCV can decode (try .avi or .mp4)")
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) // every or None
-        if max_frames is not None:
-            total = max_frames if total is None else min(total, max_frames)
-        with tqdm(total=total, desc=f"frames of {video.name}", unit="frame", disable=not show_progress) as bar:
-            index = 0
-            while (max_frames is None or len(records) < max_frames) and cap.grab():
-                if index % every == 0:
-                    ok, bgr = cap.retrieve()
-                    if not ok or bgr is None:
-                        break
-                    path = out_dir / f"{video.stem}_{index:06d}.jpg"
-                    if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-                        raise MlkitError(f"could not write frame {index} of {video} to {path}")
-                    records.append(ImageRecord(path, bgr.shape[1], bgr.shape[0], meta={"frame": index}))
-                    bar.update()
-                index += 1
-    finally:
-        cap.release()
+    frames = contextlib.closing(video_frames(video, FrameSelection(every=int(every)), rgb=False))
+    with frames as frames, tqdm(total=total, desc=f"frames of {video.name}", unit="frame",
+                                disable=not show_progress) as bar:
+        for index, bgr in frames:
+            path = out_dir / f"{video.stem}_{index:06d}.jpg"
+            if not cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+                raise MlkitError(f"could not write frame {index} of {video} to {path}")
+            records.append(ImageRecord(path, bgr.shape[1], bgr.shape[0], meta={"frame": index}))
+            bar.update()
+            if max_frames is not None and len(records) >= max_frames:
+                break
     if not records:
         raise MlkitError(f"{video}: OpenCV decoded no frame from it")
     return Dataset(records, (), video.stem)
