@@ -11,6 +11,7 @@
 - ``mlkit.joint.spool``: the offline queue (hard frames kept on disk while the cloud is away, replayed later)
 - ``mlkit.joint.audits`` and ``mlkit.joint.agreement``: audited easy frames, edge/cloud agreement and its alarm
 - ``mlkit.joint.evaluate``: mAP of edge-only, cloud-only and joint, threshold sweeps per filter
+- ``mlkit.joint.reference``: on an unlabelled real video, the cloud's answers as the reference, classes matched by name
 - ``mlkit.joint.drift``: the agreement alarm replayed offline on clips that switch site
 
 Nothing here imports TensorFlow, KFP or KServe: it runs on an edge box with ``pip install "mlkit[edge]"``.
