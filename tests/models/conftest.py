@@ -132,3 +132,13 @@ def _scene(width: int, height: int, red: tuple, green: tuple) -> np.ndarray:
     for (x0, y0, x1, y1), channel in ((red, 0), (green, 1)):
         img[y0:y1, x0:x1, channel] = 255
     return img
+
+
+@pytest.fixture(scope="session")
+def blocks_yolo(tiny_models, tmp_path_factory) -> Path:
+    """The tiny YOLOv8 imported as a model-repository entry with classes red and green (scenes: blocks.PLACES)."""
+    from mlkit.models.importing import import_model
+
+    out = tmp_path_factory.mktemp("repo") / "blocks" / "1"
+    import_model(tiny_models["yolov8"], out, labels="red,green")
+    return out

@@ -7,22 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from blocks import PLACES
 from click.testing import CliRunner
 
 from mlkit.models.importing import import_model
 
-# Red (class 0) and green (class 1) blocks on the tiny YOLO's 4x4 grid of a 64x64 image (16 px cells).
-PLACES = [((16, 0, 32, 16), (48, 32, 64, 48)), ((0, 16, 16, 32), (32, 48, 48, 64)), ((32, 32, 48, 48), (0, 0, 16, 16))]
 
-
-@pytest.fixture(scope="module")
-def yolo(tiny_models, tmp_path_factory):
-    out = tmp_path_factory.mktemp("repo") / "blocks" / "1"
-    import_model(tiny_models["yolov8"], out, labels="red,green")
-    return out
-
-
-def test_evaluate_an_imported_model(yolo, scene, tmp_path):
+def test_evaluate_an_imported_model(blocks_yolo, scene, tmp_path):
     from mlkit.cli.app import main
     from mlkit.data.dataset import Dataset, ImageRecord, write_rgb
     from mlkit.data.layout import write_dataset_dir
@@ -33,14 +24,14 @@ def test_evaluate_an_imported_model(yolo, scene, tmp_path):
         write_rgb(path, scene(64, 64, red, green))
         records.append(ImageRecord(path, 64, 64, np.array([red, green], np.float32), np.array([0, 1])))
     write_dataset_dir(tmp_path / "ds", {"test": Dataset(records, ("red", "green"), "test")})
-    res = CliRunner().invoke(main, ["evaluate", str(yolo), "--data", str(tmp_path / "ds"), "--json"])
+    res = CliRunner().invoke(main, ["evaluate", str(blocks_yolo), "--data", str(tmp_path / "ds"), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output[res.output.index("{"):])
     assert out["num_images"] == 3
     assert out["map50"] == pytest.approx(1.0) and out["recall_per_class"] == {"red": 1.0, "green": 1.0}
 
 
-def test_label_auto_with_an_imported_model(yolo, scene, tmp_path):
+def test_label_auto_with_an_imported_model(blocks_yolo, scene, tmp_path):
     from mlkit.cli.app import main
     from mlkit.incremental.index import DatasetIndex
     from mlkit.joint.outputs import write_jpeg
@@ -52,7 +43,7 @@ def test_label_auto_with_an_imported_model(yolo, scene, tmp_path):
         write_jpeg(store / f"{name}.jpg", scene(64, 64, red, green))
         (store / f"{name}.json").write_text(json.dumps({"image": f"{name}.jpg", "frame": i, "width": 64,
                                                         "height": 64, "edge": [], "cloud": None}))
-    res = CliRunner().invoke(main, ["label", "auto", "--model", str(yolo), "--store", str(store),
+    res = CliRunner().invoke(main, ["label", "auto", "--model", str(blocks_yolo), "--store", str(store),
                                     "--index", str(tmp_path / "index"), "--train-prob", "0.5"])
     assert res.exit_code == 0, res.output
     entries = {e["id"]: e for e in DatasetIndex(tmp_path / "index").entries()}
@@ -65,7 +56,7 @@ def test_label_auto_with_an_imported_model(yolo, scene, tmp_path):
         np.testing.assert_allclose(boxes[1], green, atol=1)
 
 
-def test_joint_run_with_imported_edge_and_cloud_models(tiny_models, yolo, scene, tmp_path):
+def test_joint_run_with_imported_edge_and_cloud_models(tiny_models, blocks_yolo, scene, tmp_path):
     """The joint worker: an imported YOLOv8 at the edge, an imported YOLOv5 served as the cloud, every frame sent."""
     import cv2
     import yaml
@@ -82,7 +73,7 @@ def test_joint_run_with_imported_edge_and_cloud_models(tiny_models, yolo, scene,
     import_model(tiny_models["yolov5"], tmp_path / "repo" / "big" / "1", labels="red,green")
     data = yaml.safe_load(EXAMPLE.replace("joint-output", str(tmp_path / "out")))
     edge = data["spec"]["edgeWorker"]
-    edge["model"]["url"] = str(yolo)
+    edge["model"]["url"] = str(blocks_yolo)
     edge["workerSpec"]["parameters"][0]["value"] = str(video)
     edge["hardExampleMining"] = {"name": "CloudOnly"}
     server = start_background_server(tmp_path / "repo")

@@ -7,20 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from blocks import PLACES
 from click.testing import CliRunner
 
 from mlkit.cli.app import main
-from mlkit.models.importing import import_model
-
-# Red (class 0) and green (class 1) blocks on the tiny YOLO's 4x4 grid of a 64x64 image (16 px cells).
-PLACES = [((16, 0, 32, 16), (48, 32, 64, 48)), ((0, 16, 16, 32), (32, 48, 48, 64)), ((32, 32, 48, 48), (0, 0, 16, 16))]
-
-
-@pytest.fixture(scope="module")
-def yolo(tiny_models, tmp_path_factory):
-    out = tmp_path_factory.mktemp("repo") / "blocks" / "1"
-    import_model(tiny_models["yolov8"], out, labels="red,green")
-    return out
 
 
 @pytest.fixture()
@@ -57,7 +47,7 @@ def _base(tmp_path, class_names=("green", "blue", "red")):
     return tmp_path / "base"
 
 
-def test_footage_is_pseudo_labelled_and_merged_by_class_name(yolo, footage, tmp_path):
+def test_footage_is_pseudo_labelled_and_merged_by_class_name(blocks_yolo, footage, tmp_path):
     from mlkit.data.layout import load_split
 
     video, photo = footage
@@ -70,7 +60,7 @@ def test_footage_is_pseudo_labelled_and_merged_by_class_name(yolo, footage, tmp_
     side = json.loads((tmp_path / "store" / "site-cam_000002.json").read_text())
     assert (side["frame"], side["width"], side["height"]) == (2, 64, 64)
 
-    res = runner.invoke(main, ["label", "auto", "--model", str(yolo), "--store", str(tmp_path / "store"),
+    res = runner.invoke(main, ["label", "auto", "--model", str(blocks_yolo), "--store", str(tmp_path / "store"),
                                "--index", str(tmp_path / "index"), "--train-prob", "1"])
     assert res.exit_code == 0, res.output
     assert res.output.startswith("4 samples added")
@@ -90,12 +80,12 @@ def test_footage_is_pseudo_labelled_and_merged_by_class_name(yolo, footage, tmp_
     np.testing.assert_allclose(boxes[0], PLACES[2][1], atol=1)
 
 
-def test_merge_refuses_a_class_the_target_lacks(yolo, footage, tmp_path):
+def test_merge_refuses_a_class_the_target_lacks(blocks_yolo, footage, tmp_path):
     from mlkit.data.frames import extract_frames
     from mlkit.incremental.labels import auto_label
 
     extract_frames([footage[1]], tmp_path / "store", show_progress=False)
-    auto_label(tmp_path / "store", yolo, tmp_path / "index", 1.0)
+    auto_label(tmp_path / "store", blocks_yolo, tmp_path / "index", 1.0)
     base = _base(tmp_path, ("green", "blue"))
     res = CliRunner().invoke(main, ["data", "merge", str(base), str(tmp_path / "index"), "--out", str(tmp_path / "m")])
     assert res.exit_code == 2
