@@ -74,3 +74,26 @@ def test_loss_is_lower_for_the_right_answer():
     bad[..., 5 + 3] = 8.0  # confident wrong class everywhere
     good_loss = float(loss(tf.constant(y_true), tf.constant(good)))
     assert good_loss < 0.5 * float(loss(tf.constant(y_true), tf.constant(bad)))
+
+
+def test_a_trained_model_is_saved_without_its_optimizer_state(tmp_path):
+    """The weights file holds the layers only; the optimizer's moments would triple its size and are never read."""
+    import h5py
+    import keras
+
+    from mlkit.models.detector import build_detector, make_loss
+    from mlkit.models.train import load_detector, save_detector
+
+    cfg = dataclasses.replace(LITTLE, input_width=64, input_height=64, neck_channels=8, head_convs=1)
+    model = build_detector(cfg, seed=0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=make_loss(cfg))
+    y = np.full((2, 4, 5), -1.0, np.float32)
+    y[:, 0] = [0, 8, 8, 40, 40]
+    model.train_on_batch(np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32), y)
+    assert model.optimizer.variables  # the moments exist
+    save_detector(model, cfg, tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5") as f:
+        assert "optimizer" not in f
+    loaded, _ = load_detector(tmp_path)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

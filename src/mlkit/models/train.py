@@ -178,9 +178,19 @@ class _Progress:
 
 
 def save_detector(model, cfg: DetectorConfig, out_dir: Path) -> None:
-    """Write weights and config atomically (temp name + ``os.replace``)."""
+    """Write weights and config atomically (temp name + ``os.replace``).
+
+    Only the layers' weights: a compiled model would also save its optimizer's moments (twice the weights' size),
+    which nothing reads back (fine-tuning starts a new optimizer; an interrupted run resumes from its checkpoint).
+    """
+    from mlkit.models.detector import build_detector
+
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".tmp-{os.getpid()}.weights.h5"
+    if getattr(model, "optimizer", None) is not None:
+        bare = build_detector(cfg)
+        bare.set_weights(model.get_weights())
+        model = bare
     model.save_weights(tmp)
     os.replace(tmp, out_dir / WEIGHTS)
     cfg.save(out_dir / CONFIG)
