@@ -1,9 +1,10 @@
 """Named sizes for the whole object-detection job: test (CI seconds), demo (minutes), full (quality).
 
 A profile fixes the synthetic dataset, both detectors and their training budgets. The
-full profile is sized from measured training speed on 2 cores (little about 20 img/s,
-big about 6 img/s) to fit in two hours. ``demo`` fine-tunes the committed full-profile
-models on a site they never saw (C); ``demo-scratch`` trains from scratch in the same time.
+full profile is sized from measured training speed on 2 cores (little about 20-30 img/s,
+big about 5 img/s) to fit in two hours. ``demo`` fine-tunes the committed models on a site
+they never saw (C); ``demo-scratch`` trains from scratch in the same time. The committed
+models themselves also learnt real frames (``models/real-recipe.sh``).
 """
 
 from __future__ import annotations
