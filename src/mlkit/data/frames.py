@@ -97,11 +97,11 @@ def extract_frames(sources: Sequence[str | Path], store: str | Path, selection: 
     Frame names carry their source and index (``vtest_000120``), so stores of several sources can share a
     folder and re-running with the same sources rewrites the same files.
     """
-    import cv2
     from tqdm.auto import tqdm
 
     from mlkit.data.atomic import atomic_path, atomic_write_text
     from mlkit.data.dataset import read_rgb
+    from mlkit.imaging import encode_jpeg
 
     files = _sources(sources)
     if not files:
@@ -115,12 +115,9 @@ def extract_frames(sources: Sequence[str | Path], store: str | Path, selection: 
             frames = video_frames(src, selection) if video else iter([(0, read_rgb(src))])
             for index, rgb in frames:
                 name = f"{_slug(src)}_{index:06d}" if video else _slug(src)
-                ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                                       [cv2.IMWRITE_JPEG_QUALITY, quality])
-                if not ok:
-                    raise MlkitError(f"could not encode frame {index} of {src} as JPEG")
+                jpg = encode_jpeg(rgb, quality)
                 with atomic_path(store / f"{name}.jpg") as tmp:
-                    tmp.write_bytes(jpg.tobytes())
+                    tmp.write_bytes(jpg)
                 h, w = rgb.shape[:2]
                 side = {"image": f"{name}.jpg", "width": int(w), "height": int(h), "source": str(src),
                         "frame": int(index)}

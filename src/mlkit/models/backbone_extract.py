@@ -34,19 +34,11 @@ def layer_map() -> list[tuple[str, str, str]]:
 
 def read_slim_weights(path: str | Path) -> dict[str, np.ndarray]:
     """The constants under ``FeatureExtractor/MobilenetV2/`` of a frozen graph, by name without the scope."""
-    import tensorflow as tf
-    from tensorflow.python.framework import tensor_util
+    from mlkit.models.frozen_graph import constants, read_graph_def
 
     path = Path(path)
-    if not path.is_file():
-        raise MlkitError(f"frozen graph not found: {path}")
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        graph_def.ParseFromString(path.read_bytes())
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise MlkitError(f"{path.name} is not a TensorFlow GraphDef ({type(exc).__name__})") from None
-    found = {n.name[len(SCOPE):]: tensor_util.MakeNdarray(n.attr["value"].tensor)
-             for n in graph_def.node if n.op == "Const" and n.name.startswith(SCOPE)}
+    found = {name[len(SCOPE):]: value for name, value in constants(read_graph_def(path)).items()
+             if name.startswith(SCOPE)}
     if not found:
         raise MlkitError(f"{path.name} holds no {SCOPE} weights: not an SSD/SSDLite MobileNetV2 frozen graph "
                          "(TF1 Object Detection API)")

@@ -33,7 +33,23 @@ class Converted:
     resize: str = "stretch-tf1"  # the graph resizes with TF1's resize_bilinear
 
 
-def _consts(graph_def) -> dict[str, np.ndarray]:
+def read_graph_def(path: str | Path):
+    """A frozen graph's ``GraphDef``; ``MlkitError`` naming the file when it is missing or not one."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlkitError(f"frozen graph not found: {path}")
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(path.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError
+        raise MlkitError(f"{path.name} is not a TensorFlow GraphDef ({type(exc).__name__})") from None
+    return graph_def
+
+
+def constants(graph_def) -> dict[str, np.ndarray]:
+    """Every ``Const`` node of a graph, by name."""
     from tensorflow.python.framework import tensor_util
 
     return {n.name: tensor_util.MakeNdarray(n.attr["value"].tensor) for n in graph_def.node if n.op == "Const"}
@@ -49,17 +65,13 @@ def convert_ssd_frozen_graph(path: str | Path, max_detections: int = 100) -> Con
     import tensorflow as tf
 
     path = Path(path)
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        graph_def.ParseFromString(path.read_bytes())
-    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError
-        raise MlkitError(f"{path.name} is not a TensorFlow GraphDef ({type(exc).__name__})") from None
+    graph_def = read_graph_def(path)
     names = {n.name for n in graph_def.node}
     missing = [t for t in (IMAGE, BOX_ENCODINGS, CLASS_LOGITS, ANCHORS) if t.split(":")[0] not in names]
     if missing:
         raise MlkitError(f"{path.name} is not a TF Object Detection API SSD frozen graph: it has no {missing}; "
                          "see docs/models.md")
-    consts = _consts(graph_def)
+    consts = constants(graph_def)
     size = consts.get("Preprocessor/map/while/ResizeImage/stack")
     if size is None or np.asarray(size).shape != (2,):
         raise MlkitError(f"{path.name}: no fixed resize (Preprocessor/.../ResizeImage/stack): only SSDs with a "
